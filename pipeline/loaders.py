@@ -1,0 +1,296 @@
+"""Turn input rows into `Query` records: the native format, and the public datasets people distill from.
+
+Each public dataset is recognised by its fields, not its file name, so a user can point distillery at the same
+dataset downloaded anywhere (GSM8K, MATH/MATH500, AIME, MBPP, HumanEval, CodeNet-style stdio problems,
+LiveCodeBench, IFEval, MT-Bench, Arena-Hard, ARC). A row that fits no shape, or fits one badly, becomes a
+`RowError` with a snake_case reason; nothing here raises on bad input.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from pydantic import ValidationError
+
+from pipeline.schema import Category, Query
+
+MAX_ROW_BYTES = 1_000_000
+
+
+@dataclass(frozen=True)
+class RowError:
+    reason: str
+    detail: str
+    raw: str  # truncated copy of the offending row
+
+
+def parse_json_line(line: bytes, source: str, max_row_bytes: int = MAX_ROW_BYTES) -> Query | RowError:
+    """One JSONL line to a query, or the reason it is not one."""
+    raw_preview = line[:2000].decode("utf-8", errors="replace")
+    if len(line) > max_row_bytes:
+        return RowError("row_too_large", f"{len(line)} bytes > limit {max_row_bytes}", raw_preview)
+    try:
+        text = line.decode("utf-8")
+    except UnicodeDecodeError as err:
+        return RowError("invalid_utf8", str(err), raw_preview)
+    try:
+        record = json.loads(text)
+    except json.JSONDecodeError as err:
+        return RowError("malformed_json", str(err), raw_preview)
+    return to_query(record, source)
+
+
+def to_query(record: Any, source: str) -> Query | RowError:
+    """A decoded record (JSON object or Parquet row) to a query, or the reason it is not one."""
+    raw_preview = _preview(record)
+    if not isinstance(record, dict):
+        return RowError("not_an_object", f"expected a JSON object, got {type(record).__name__}", raw_preview)
+    if _has_lone_surrogate(record):
+        return RowError("invalid_unicode", "text contains unpaired surrogate code points", raw_preview)
+    for name, matches, convert in _SHAPES:
+        if matches(record):
+            try:
+                data = convert(record)
+                data.setdefault("source", source)
+                if name != "native":
+                    # Public datasets number their rows per file: prefix with the source to keep ids unique.
+                    data["id"] = f"{source}-{data['id']}" if data.get("id") else ""
+                    data["metadata"] = {"format": name, **data.get("metadata", {})}
+                return Query.model_validate(data)
+            except ValidationError as err:
+                return RowError("invalid_query", _validation_message(err), raw_preview)
+            except (KeyError, TypeError, ValueError) as err:
+                return RowError("invalid_query", f"{name}: {type(err).__name__}: {err}", raw_preview)
+    return RowError("unknown_record_shape", f"fields {sorted(record)} match no known format", raw_preview)
+
+
+def _validation_message(err: ValidationError) -> str:
+    parts = []
+    for e in err.errors():
+        where = ".".join(str(p) for p in e["loc"]) or "row"
+        parts.append(f"{where}: {e['msg']}")
+    return "; ".join(parts)
+
+
+def _preview(record: Any) -> str:
+    try:
+        return json.dumps(record, ensure_ascii=False, default=str)[:2000]
+    except (TypeError, ValueError):
+        return repr(record)[:2000]
+
+
+def _has_lone_surrogate(value: Any) -> bool:
+    if isinstance(value, str):
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            return True
+        return False
+    if isinstance(value, dict):
+        return any(_has_lone_surrogate(k) or _has_lone_surrogate(v) for k, v in value.items())
+    if isinstance(value, list):
+        return any(_has_lone_surrogate(v) for v in value)
+    return False
+
+
+# ---- dataset shapes -----------------------------------------------------------------------------------------------
+
+_BOXED = re.compile(r"\\boxed\s*\{")
+
+
+def last_boxed(text: str) -> str | None:
+    """Content of the last `\\boxed{...}` in `text`, braces balanced; None when there is none."""
+    starts = [m.end() for m in _BOXED.finditer(text)]
+    if not starts:
+        return None
+    depth, start = 1, starts[-1]
+    for i in range(start, len(text)):
+        if text[i] == "{":
+            depth += 1
+        elif text[i] == "}":
+            depth -= 1
+            if depth == 0:
+                return text[start:i]
+    return None
+
+
+def _native(r: dict) -> dict:
+    return dict(r)
+
+
+def _gsm8k(r: dict) -> dict:
+    answer = r["answer"].rsplit("####", 1)[1].strip().replace(",", "")
+    return {"category": "math", "prompt": r["question"], "reference": {"answer": answer}}
+
+
+def _math_problem(r: dict) -> dict:
+    answer = r.get("answer") or r.get("expected_answer")
+    if answer is None:
+        answer = last_boxed(r.get("solution", ""))
+    if answer is None:
+        raise ValueError("no answer field and no \\boxed{} in the solution")
+    meta = {k: r[k] for k in ("level", "type", "subject", "url") if k in r}
+    row_id = r.get("unique_id") or r.get("id")
+    return {
+        "id": str(row_id) if row_id is not None else "",
+        "category": "math",
+        "prompt": r["problem"],
+        "reference": {"answer": str(answer)},
+        "metadata": meta,
+    }
+
+
+def _mbpp(r: dict) -> dict:
+    tests = list(r["test_list"])
+    prompt = f"{r['text']}\nYour code should pass these tests:\n" + "\n".join(tests)
+    return {
+        "id": str(r["task_id"]),
+        "category": "code",
+        "prompt": prompt,
+        "reference": {
+            "language": "python",
+            "tests": {"kind": "assert", "setup": r.get("test_setup_code") or "", "asserts": tests},
+        },
+    }
+
+
+def _humaneval(r: dict) -> dict:
+    return {
+        "id": str(r["task_id"]).split("/")[-1],
+        "category": "code",
+        "prompt": "Complete the following Python function.\n\n" + r["prompt"],
+        "reference": {
+            "language": "python",
+            "entry_point": r["entry_point"],
+            "prompt_code": r["prompt"],
+            "tests": {"kind": "assert", "setup": r["test"], "asserts": [f"check({r['entry_point']})"]},
+        },
+    }
+
+
+def _stdio(r: dict) -> dict:
+    cases = [{"input": c["input"], "output": c["output"]} for c in r["tests"]]
+    return {
+        "id": str(r["id"]),
+        "category": "code",
+        "prompt": r["question"],
+        "reference": {"language": "python", "tests": {"kind": "stdio", "cases": cases}},
+        "metadata": {"origin": r.get("source")} if r.get("source") else {},
+    }
+
+
+def _livecodebench(r: dict) -> dict:
+    tests = r["public_test_cases"]
+    tests = json.loads(tests) if isinstance(tests, str) else tests
+    if any(t.get("testtype") != "stdin" for t in tests):
+        raise ValueError("only stdin test cases are supported; this problem has functional tests")
+    return {
+        "id": str(r["question_id"]),
+        "category": "code",
+        "prompt": r["question_content"],
+        "reference": {
+            "language": "python",
+            "tests": {"kind": "stdio", "cases": [{"input": t["input"], "output": t["output"]} for t in tests]},
+        },
+        "metadata": {k: r[k] for k in ("platform", "contest_date", "difficulty") if k in r},
+    }
+
+
+def _ifeval(r: dict) -> dict:
+    instructions = [
+        {"id": iid, "kwargs": {k: v for k, v in (kwargs or {}).items() if v is not None}}
+        for iid, kwargs in zip(r["instruction_id_list"], r["kwargs"], strict=True)
+    ]
+    return {
+        "id": str(r["key"]),
+        "category": "instruction_following",
+        "prompt": r["prompt"],
+        "reference": {"instructions": instructions},
+    }
+
+
+def _mt_bench(r: dict) -> dict:
+    reference = None
+    if r.get("reference"):
+        reference = {"answer": r["reference"][-1], "turn_answers": list(r["reference"])}
+    return {
+        "id": str(r["question_id"]),
+        "category": "chat",
+        "messages": [{"role": "user", "content": t} for t in r["turns"]],
+        "reference": reference,
+        "metadata": {"mt_bench_category": r.get("category")},
+    }
+
+
+def _arena_hard(r: dict) -> dict:
+    prompt = r["prompt"] if isinstance(r.get("prompt"), str) else r["turns"][0]["content"]
+    return {
+        "id": str(r["uid"]),
+        "category": "general",
+        "prompt": prompt,
+        "metadata": {"cluster": r.get("cluster")},
+    }
+
+
+def _arc(r: dict) -> dict:
+    choices = "\n".join(f"{c['label']}. {c['text']}" for c in r["question"]["choices"])
+    prompt = f"{r['question']['stem']}\n\n{choices}\n\nAnswer with the letter of the correct choice."
+    return {"id": str(r["id"]), "category": "science", "prompt": prompt, "reference": {"answer": r["answerKey"]}}
+
+
+def _is_native(r: dict) -> bool:
+    return r.get("category") in {c.value for c in Category} and ("messages" in r or "prompt" in r)
+
+
+# Order matters: the first shape whose predicate holds converts the row.
+_SHAPES: list[tuple[str, Callable[[dict], bool], Callable[[dict], dict]]] = [
+    ("native", _is_native, _native),
+    ("humaneval", lambda r: {"task_id", "prompt", "entry_point", "test"} <= r.keys(), _humaneval),
+    ("mbpp", lambda r: {"text", "task_id", "test_list"} <= r.keys(), _mbpp),
+    ("livecodebench", lambda r: {"question_content", "public_test_cases"} <= r.keys(), _livecodebench),
+    ("codenet", lambda r: {"question", "tests"} <= r.keys() and isinstance(r["tests"], list), _stdio),
+    ("ifeval", lambda r: {"prompt", "instruction_id_list", "kwargs"} <= r.keys(), _ifeval),
+    ("mt_bench", lambda r: {"question_id", "turns"} <= r.keys(), _mt_bench),
+    ("arena_hard", lambda r: "uid" in r and ("prompt" in r or "turns" in r), _arena_hard),
+    ("arc", lambda r: {"question", "answerKey"} <= r.keys() and isinstance(r["question"], dict), _arc),
+    ("gsm8k", lambda r: {"question", "answer"} <= r.keys() and "####" in str(r["answer"]), _gsm8k),
+    ("math", lambda r: "problem" in r and r.keys() & {"answer", "expected_answer", "solution"}, _math_problem),
+]
+
+
+# ---- files --------------------------------------------------------------------------------------------------------
+
+_SUFFIXES = (".gz", ".jsonl", ".json", ".parquet")
+
+
+def source_name(path: str) -> str:
+    """`…/gsm8k_train.jsonl` → `gsm8k_train`: the default `source` of the rows a file holds."""
+    name = path.rstrip("/").rsplit("/", 1)[-1]
+    for suffix in _SUFFIXES:
+        name = name.removesuffix(suffix)
+    return name
+
+
+def parsed_row(origin: str, result: Query | RowError) -> dict[str, Any]:
+    """One row of the ingest stream: the query as a JSON row, or why there is none."""
+    if isinstance(result, RowError):
+        return {"origin": origin, "query": None, "reason": result.reason, "detail": result.detail, "raw": result.raw}
+    return {"origin": origin, "query": json.dumps(result.to_row()), "reason": None, "detail": None, "raw": None}
+
+
+def parse_jsonl_file(path: str, data: bytes, max_row_bytes: int = MAX_ROW_BYTES) -> list[dict[str, Any]]:
+    """Every non-blank line of a JSONL file, in order, as an ingest row whose origin is `path:line`."""
+    if path.endswith(".gz"):
+        import gzip
+
+        data = gzip.decompress(data)
+    source = source_name(path)
+    return [
+        parsed_row(f"{path}:{number}", parse_json_line(line, source, max_row_bytes))
+        for number, line in enumerate(data.split(b"\n"), start=1)
+        if line.strip()
+    ]

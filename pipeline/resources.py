@@ -1,0 +1,37 @@
+"""Resource arithmetic for a distillation run, in one place, readable before anything starts."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+from pipeline.config import DistillConfig
+
+# Reading and parsing are light; they must never starve the engines of a small cluster.
+INGEST_CPUS_PER_TASK = 0.25
+# Ray Data's own planning tasks (file listing) ask for a whole CPU each and cannot be resized from outside.
+DATA_INTERNAL_CPUS = 2
+
+
+@dataclass(frozen=True)
+class ResourcePlan:
+    teacher_cpus: float  # all replicas of all teachers
+    teacher_gpus: float
+    verifier_cpus: float
+    local_cluster_cpus: int  # logical CPUs to give a local cluster
+
+    def describe(self) -> str:
+        return (
+            f"teachers: {self.teacher_cpus:g} CPU, {self.teacher_gpus:g} GPU; verifiers: {self.verifier_cpus:g} CPU; "
+            f"local cluster: {self.local_cluster_cpus} CPU"
+        )
+
+
+def plan_resources(config: DistillConfig, host_cpus: int | None = None) -> ResourcePlan:
+    teacher_cpus = sum(t.engine.num_cpus * t.engine.replicas for t in config.teachers)
+    teacher_gpus = sum(t.engine.num_gpus * t.engine.replicas for t in config.teachers)
+    verifier_cpus = config.verifiers.num_cpus * config.verifiers.replicas
+    needed = teacher_cpus + verifier_cpus + 2 * INGEST_CPUS_PER_TASK + DATA_INTERNAL_CPUS
+    # Logical CPUs may exceed physical ones: engines mostly wait on their own worker processes.
+    local = config.ray.num_cpus or max(host_cpus or os.cpu_count() or 1, int(needed + 0.999))
+    return ResourcePlan(teacher_cpus, teacher_gpus, verifier_cpus, local)

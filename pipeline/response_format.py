@@ -1,0 +1,79 @@
+"""The paper's response format, `<think>…</think>` then `<answer>…</answer>`, in one place.
+
+Teachers answer in different shapes: AM-Thinking-v1 writes both tags (`think_answer`); DeepSeek-R1 and Qwen3 write
+`<think>…</think>` followed by a bare answer (`think_then_answer`); a plain instruct model such as the embedded
+SmolLM2 writes neither (`plain`): its last non-empty line is taken as the answer and what precedes it as the
+reasoning. `parse_response` maps each configured shape onto (think, answer), and `format_response`
+writes the canonical assistant turn that samples store. Parsing never raises on model output: a malformed response
+comes back with a reason code.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Literal
+
+ResponseFormat = Literal["think_answer", "think_then_answer", "plain"]
+
+_THINK = re.compile(r"^\s*<think>(?P<think>.*?)</think>\s*(?P<rest>.*)$", re.DOTALL)
+_ANSWER = re.compile(r"^<answer>(?P<answer>.*?)</answer>\s*$", re.DOTALL)
+
+
+@dataclass(frozen=True)
+class ParsedResponse:
+    think: str
+    answer: str
+    failure: str | None  # snake_case reason when the response is not in the format
+
+    @property
+    def ok(self) -> bool:
+        return self.failure is None
+
+
+def parse_response(text: str, response_format: ResponseFormat = "think_answer") -> ParsedResponse:
+    if response_format == "plain":
+        return _parse_plain(text)
+    match = _THINK.match(text)
+    if match is None:
+        reason = "missing_think_close" if "<think>" in text else "missing_think"
+        return ParsedResponse("", "", reason)
+    think, rest = match["think"].strip(), match["rest"].strip()
+    if not think:
+        return ParsedResponse("", "", "empty_think")
+    if response_format == "think_answer":
+        answer_match = _ANSWER.match(rest)
+        if answer_match is None:
+            reason = "missing_answer_close" if "<answer>" in rest else "missing_answer"
+            return ParsedResponse(think, "", reason)
+        answer = answer_match["answer"].strip()
+    else:
+        answer = rest
+    if not answer:
+        return ParsedResponse(think, "", "empty_answer")
+    return ParsedResponse(think, answer, None)
+
+
+def _parse_plain(text: str) -> ParsedResponse:
+    lines = text.strip().splitlines()
+    if not lines:
+        return ParsedResponse("", "", "empty_response")
+    think, answer = "\n".join(lines[:-1]).strip(), lines[-1].strip()
+    if not think:
+        return ParsedResponse("", answer, "empty_think")
+    return ParsedResponse(think, answer, None)
+
+
+def format_response(think: str, answer: str) -> str:
+    """The canonical assistant turn stored in samples, whatever shape the teacher wrote."""
+    return f"<think>\n{think}\n</think>\n<answer>\n{answer}\n</answer>"
+
+
+FORMAT_INSTRUCTIONS: dict[str, str] = {
+    "think_answer": (
+        "First think step by step inside <think> and </think>. "
+        "Then write the final answer inside <answer> and </answer>."
+    ),
+    "think_then_answer": "First think step by step inside <think> and </think>, then answer.",
+    "plain": "Think step by step, then state the final answer alone on the last line.",
+}

@@ -1,0 +1,137 @@
+"""Parquet datasets on a local disk or object storage, through fsspec, written shard by shard.
+
+A shard becomes visible only when it is complete: locally it is written under `_staging/` and renamed; on object
+storage the upload itself is atomic. Shard names carry a per-run tag and a sequence number, so a restarted run never
+overwrites what an earlier run committed, and readers see whole shards or nothing.
+"""
+
+from __future__ import annotations
+
+import posixpath
+import time
+import uuid
+from collections.abc import Iterable
+from typing import Any
+
+import fsspec
+import pyarrow as pa
+import pyarrow.fs as pafs
+import pyarrow.parquet as pq
+
+
+class Store:
+    """A root folder (`/local/path` or `s3://bucket/prefix`) and the filesystem that holds it."""
+
+    def __init__(self, root: str, storage_options: dict[str, Any] | None = None):
+        self.fs, path = filesystem(root, storage_options)
+        self.root = path.rstrip("/")
+        self._local = "file" in _protocols(self.fs)
+        self.url = root
+
+    def arrow_filesystem(self) -> pafs.FileSystem:
+        """The same filesystem for pyarrow and Ray Data, which take paths without the protocol."""
+        return arrow_filesystem(self.fs)
+
+    def path(self, *parts: str) -> str:
+        return posixpath.join(self.root, *parts)
+
+    def exists(self, *parts: str) -> bool:
+        return self.fs.exists(self.path(*parts))
+
+    def write_text(self, relpath: str, text: str) -> None:
+        target = self.path(relpath)
+        self.fs.makedirs(posixpath.dirname(target), exist_ok=True)
+        with self.fs.open(target, "w") as f:
+            f.write(text)
+
+    def read_text(self, relpath: str) -> str:
+        with self.fs.open(self.path(relpath), "r") as f:
+            return f.read()
+
+    def shards(self, relpath: str) -> list[str]:
+        folder = self.path(relpath)
+        if not self.fs.exists(folder):
+            return []
+        return sorted(p for p in self.fs.ls(folder, detail=False) if p.endswith(".parquet"))
+
+    def read_table(self, relpath: str, columns: list[str] | None = None) -> pa.Table | None:
+        shards = self.shards(relpath)
+        if not shards:
+            return None
+        return pa.concat_tables(pq.read_table(s, columns=columns, filesystem=self.fs) for s in shards)
+
+    def column_values(self, relpath: str, column: str) -> set:
+        table = self.read_table(relpath, columns=[column])
+        return set() if table is None else set(table.column(column).to_pylist())
+
+    def remove(self, relpath: str) -> None:
+        target = self.path(relpath)
+        if self.fs.exists(target):
+            self.fs.rm(target, recursive=True)
+
+    def write_shard(self, relpath: str, name: str, table: pa.Table) -> str:
+        folder = self.path(relpath)
+        target = posixpath.join(folder, name)
+        self.fs.makedirs(folder, exist_ok=True)
+        if not self._local:
+            pq.write_table(table, target, filesystem=self.fs)
+            return target
+        staging = posixpath.join(folder, "_staging", name)
+        self.fs.makedirs(posixpath.dirname(staging), exist_ok=True)
+        pq.write_table(table, staging, filesystem=self.fs)
+        self.fs.mv(staging, target)
+        return target
+
+
+def filesystem(url: str, storage_options: dict[str, Any] | None = None) -> tuple[fsspec.AbstractFileSystem, str]:
+    """fsspec filesystem and protocol-less path for `url`; storage options apply to remote storage only."""
+    protocol = fsspec.core.split_protocol(url)[0] or "file"
+    options = storage_options if protocol not in ("file", "local") else None
+    return fsspec.core.url_to_fs(url, **(options or {}))
+
+
+def arrow_filesystem(fs: fsspec.AbstractFileSystem) -> pafs.FileSystem:
+    if "file" in _protocols(fs):
+        return pafs.LocalFileSystem()
+    return pafs.PyFileSystem(pafs.FSSpecHandler(fs))
+
+
+def _protocols(fs: fsspec.AbstractFileSystem) -> set[str]:
+    protocol = fs.protocol
+    return {protocol} if isinstance(protocol, str) else set(protocol)
+
+
+class ShardWriter:
+    """Buffers records and commits them as Parquet shards of `shard_rows`, or after `flush_seconds`."""
+
+    def __init__(
+        self, store: Store, relpath: str, schema: pa.Schema, shard_rows: int, flush_seconds: float,
+        run_tag: str | None = None,
+    ):
+        self._store, self._relpath, self._schema = store, relpath, schema
+        self._shard_rows, self._flush_seconds = shard_rows, flush_seconds
+        self._tag = run_tag or new_run_tag()
+        self._buffer: list[dict[str, Any]] = []
+        self._sequence = 0
+        self._last_flush = time.monotonic()
+        self.rows_written = 0
+
+    def add(self, rows: Iterable[dict[str, Any]]) -> None:
+        self._buffer.extend(rows)
+        if len(self._buffer) >= self._shard_rows or time.monotonic() - self._last_flush >= self._flush_seconds:
+            self.flush()
+
+    def flush(self) -> None:
+        self._last_flush = time.monotonic()
+        if not self._buffer:
+            return
+        table = pa.Table.from_pylist(self._buffer, schema=self._schema)
+        self._store.write_shard(self._relpath, f"part-{self._tag}-{self._sequence:05d}.parquet", table)
+        self._sequence += 1
+        self.rows_written += len(self._buffer)
+        self._buffer = []
+
+
+def new_run_tag() -> str:
+    """Sortable by start time and unique across restarts."""
+    return time.strftime("%Y%m%dT%H%M%S") + "-" + uuid.uuid4().hex[:6]

@@ -1,0 +1,35 @@
+"""Shared fixtures: the real data folder, and a real S3-compatible server (moto) on loopback."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_DATA = REPO.parent / "shared" / "data"
+
+
+def shared_file(relpath: str) -> Path:
+    """A file from ../shared/data; tests that need one skip when the folder is absent (a user's checkout)."""
+    path = SHARED_DATA / relpath
+    if not path.exists():
+        pytest.skip(f"needs {path}")
+    return path
+
+
+@pytest.fixture(scope="session")
+def s3_server():
+    """A moto S3 server on 127.0.0.1, with a bucket `distillery-test`; yields fsspec storage options."""
+    from moto.server import ThreadedMotoServer
+
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    options = {"endpoint_url": f"http://{host}:{port}", "key": "testing", "secret": "testing"}
+    import s3fs
+
+    fs = s3fs.S3FileSystem(**options)
+    fs.mkdir("distillery-test")
+    yield options
+    server.stop()

