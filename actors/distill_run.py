@@ -27,7 +27,7 @@ from typing import Any
 import ray
 from tqdm import tqdm
 
-from actors.teacher import TeacherStage
+from actors.teacher import VLLM_ENGINE, TeacherStage
 from actors.verifier_pool import VerifierPool
 from pipeline.config import ConfigError, DistillConfig, TeacherConfig
 from pipeline.loaders import parse_jsonl_file, parsed_row, to_query, source_name
@@ -46,11 +46,13 @@ class TeacherReport:
     rejected: dict[str, int] = field(default_factory=dict)
     mean_attempts: float = 0.0
     generated_tokens: int = 0  # this run
-    wall_s: float = 0.0  # this run
+    total_generated_tokens: int = 0  # every run into this output, from the attempts log
+    wall_s: float = 0.0  # this run, engine start included
+    generation_s: float = 0.0  # this run, from the first engine ready to the last result
 
     @property
     def tokens_per_s(self) -> float:
-        return self.generated_tokens / self.wall_s if self.wall_s else 0.0
+        return self.generated_tokens / self.generation_s if self.generation_s else 0.0
 
 
 def connect_ray(config: DistillConfig) -> None:
@@ -73,7 +75,7 @@ def connect_ray(config: DistillConfig) -> None:
     )
 
 
-def run_distill(config: DistillConfig, progress: bool = True) -> dict[str, Any]:
+def run_distill(config: DistillConfig, progress: bool = True, engine_class: str = VLLM_ENGINE) -> dict[str, Any]:
     store = Store(config.output, config.storage_options)
     config_hash = config.config_hash()
     _claim_output(store, config, config_hash)
@@ -86,7 +88,7 @@ def run_distill(config: DistillConfig, progress: bool = True) -> dict[str, Any]:
     verifiers = VerifierPool.start(config.verifiers)
     try:
         for teacher in config.teachers:
-            reports.append(distill_teacher(config, teacher, store, verifiers, config_hash, progress))
+            reports.append(distill_teacher(config, teacher, store, verifiers, config_hash, progress, engine_class))
     finally:
         verifiers.shutdown()
     summary = {
@@ -200,13 +202,14 @@ def _ingest_args() -> dict[str, Any]:
 
 def distill_teacher(
     config: DistillConfig, teacher: TeacherConfig, store: Store, verifiers: VerifierPool, config_hash: str,
-    progress: bool,
+    progress: bool, engine_class: str = VLLM_ENGINE,
 ) -> TeacherReport:
     base = f"teachers/{teacher.name}"
     done = store.column_values(f"{base}/accepted", "id") | store.column_values(f"{base}/rejects", "id")
     total = json.loads(store.read_text("queries/_SUCCESS"))["queries"]
     started = time.monotonic()
     tokens = 0
+    first_ready_at = last_result_at = None
     pending = total - len(done)
     if pending > 0:
         dataset = ray.data.read_parquet(
@@ -221,6 +224,7 @@ def distill_teacher(
             TeacherStage,
             fn_constructor_kwargs={
                 "teacher": teacher.model_dump(mode="json"), "verifiers": verifiers, "config_hash": config_hash,
+                "engine_class": engine_class,
             },
             batch_size=engine.batch_size,
             compute=ray.data.ActorPoolStrategy(
@@ -243,6 +247,9 @@ def distill_teacher(
         counts: Counter[str] = Counter()
         bar = tqdm(total=pending, desc=f"distill[{teacher.name}]", unit="queries", disable=not progress)
         for batch in dataset.iter_batches(batch_size=None, batch_format="pyarrow"):
+            last_result_at = time.time()
+            ready_at = min(batch.column("engine_ready_at").to_pylist())
+            first_ready_at = ready_at if first_ready_at is None else min(first_ready_at, ready_at)
             columns = (batch.column(name).to_pylist() for name in ("sample", "reject", "attempts"))
             for sample, reject, attempts in zip(*columns):
                 attempt_rows = json.loads(attempts)
@@ -256,19 +263,23 @@ def distill_teacher(
                     writers["reject"].add([json.loads(reject)])
                     counts["rejected"] += 1
             bar.update(batch.num_rows)
-            elapsed = max(time.monotonic() - started, 1e-9)
-            bar.set_postfix(accepted=counts["accepted"], rejected=counts["rejected"], tok_s=f"{tokens / elapsed:.0f}")
+            generating = max(last_result_at - first_ready_at, 1e-9)
+            bar.set_postfix(accepted=counts["accepted"], rejected=counts["rejected"], tok_s=f"{tokens / generating:.0f}")
         bar.close()
         for writer in writers.values():
             writer.flush()
-    return _teacher_report(store, teacher.name, total, tokens, time.monotonic() - started)
+    generation_s = last_result_at - first_ready_at if last_result_at else 0.0
+    return _teacher_report(store, teacher.name, total, tokens, time.monotonic() - started, generation_s)
 
 
-def _teacher_report(store: Store, name: str, total: int, tokens: int, wall_s: float) -> TeacherReport:
+def _teacher_report(
+    store: Store, name: str, total: int, tokens: int, wall_s: float, generation_s: float
+) -> TeacherReport:
     """Counts come from what is committed, so a resumed run reports the whole dataset, not just its own share."""
     base = f"teachers/{name}"
     accepted = store.read_table(f"{base}/accepted", columns=["attempts"])
     rejects = store.read_table(f"{base}/rejects", columns=["reason", "attempts"])
+    logged = store.read_table(f"{base}/attempts", columns=["completion_tokens"])
     attempts = []
     if accepted is not None:
         attempts += accepted.column("attempts").to_pylist()
@@ -283,7 +294,9 @@ def _teacher_report(store: Store, name: str, total: int, tokens: int, wall_s: fl
         rejected=dict(reasons),
         mean_attempts=sum(attempts) / len(attempts) if attempts else 0.0,
         generated_tokens=tokens,
+        total_generated_tokens=0 if logged is None else sum(logged.column("completion_tokens").to_pylist()),
         wall_s=wall_s,
+        generation_s=generation_s,
     )
 
 
@@ -296,7 +309,9 @@ def _report_dict(report: TeacherReport) -> dict[str, Any]:
         "rejected": report.rejected,
         "mean_attempts": round(report.mean_attempts, 2),
         "generated_tokens": report.generated_tokens,
+        "tokens_per_accepted": round(report.total_generated_tokens / report.accepted) if report.accepted else None,
         "tokens_per_s": round(report.tokens_per_s, 1),
+        "generation_s": round(report.generation_s, 1),
         "wall_s": round(report.wall_s, 1),
     }
 
@@ -309,7 +324,8 @@ def format_summary(summary: dict[str, Any]) -> str:
         lines.append(
             f"  teacher {t['teacher']}: {t['queries']} queries, {t['accepted']} accepted "
             f"({100 * t['acceptance_rate']:.1f}%), failed by reason {t['rejected'] or {}}, "
-            f"mean attempts {t['mean_attempts']}, {t['generated_tokens']} tokens at {t['tokens_per_s']} tok/s"
+            f"mean attempts {t['mean_attempts']}, {t['generated_tokens']} tokens "
+            f"({t['tokens_per_accepted']} per accepted) at {t['tokens_per_s']} tok/s, {t['wall_s']} s"
         )
     lines.append(f"  wall time: {summary['wall_s']} s")
     return "\n".join(lines)

@@ -8,26 +8,38 @@ engine that dies takes the actor down, and Ray restarts it.
 from __future__ import annotations
 
 import asyncio
+import importlib
 import json
+import time
 from typing import Any
 
 import numpy as np
 
+from actors.metrics import DistillMetrics
 from actors.verifier_pool import VerifierPool
-from actors.vllm_engine import VLLMEngine
 from pipeline.config import TeacherConfig
+from pipeline.engine import Engine
 from pipeline.regenerate import Outcome, distill_query
 from pipeline.schema import Query, Reject
 from pipeline.verifiers.base import Verdict
 from pipeline.verifiers.dispatch import VERIFIED_CATEGORIES
 
 
+VLLM_ENGINE = "actors.vllm_engine:VLLMEngine"
+
+
 class TeacherStage:
-    def __init__(self, teacher: dict[str, Any], verifiers: VerifierPool, config_hash: str):
+    def __init__(
+        self, teacher: dict[str, Any], verifiers: VerifierPool, config_hash: str, engine_class: str = VLLM_ENGINE
+    ):
         self._teacher = TeacherConfig.model_validate(teacher)
         self._verifiers = verifiers
         self._config_hash = config_hash
-        self._engine = VLLMEngine(self._teacher)
+        module, _, name = engine_class.partition(":")
+        self._engine: Engine = getattr(importlib.import_module(module), name)(self._teacher)
+        # Wall-clock time the engine could take requests: throughput is measured from here, not from cluster start.
+        self._ready_at = time.time()
+        self._metrics = DistillMetrics(self._teacher.name)
 
     async def _verify(self, query: Query, response: str) -> Verdict:
         ref = self._verifiers.verify(query, response, self._teacher.response_format)
@@ -36,7 +48,9 @@ class TeacherStage:
     async def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, list]:
         queries = [Query.from_row(_plain(dict(zip(batch, values)))) for values in zip(*batch.values())]
         outcomes = await asyncio.gather(*(self._distill(q) for q in queries))
-        return encode_outcomes(outcomes)
+        for outcome in outcomes:
+            self._metrics.record(outcome)
+        return {**encode_outcomes(outcomes), "engine_ready_at": [self._ready_at] * len(outcomes)}
 
     async def _distill(self, query: Query) -> Outcome:
         if query.category not in VERIFIED_CATEGORIES:

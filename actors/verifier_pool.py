@@ -7,10 +7,12 @@ themselves after a crash and Ray retries the calls that were in flight.
 from __future__ import annotations
 
 import itertools
+import time
 from typing import Any
 
 import ray
 
+from actors.metrics import VerifierMetrics
 from pipeline.config import VerifierConfig
 from pipeline.response_format import ResponseFormat
 from pipeline.schema import Query
@@ -21,9 +23,14 @@ from pipeline.verifiers.dispatch import ResponseVerifier
 class VerifierActor:
     def __init__(self, config: dict[str, Any]):
         self._verifier = ResponseVerifier(VerifierConfig.model_validate(config))
+        self._metrics = VerifierMetrics()
 
     def verify(self, query_row: dict[str, Any], response: str, response_format: ResponseFormat) -> dict[str, Any]:
-        return self._verifier.verify(Query.from_row(query_row), response, response_format).to_dict()
+        query = Query.from_row(query_row)
+        started = time.perf_counter()
+        verdict = self._verifier.verify(query, response, response_format)
+        self._metrics.observe(query.category.value, time.perf_counter() - started)
+        return verdict.to_dict()
 
 
 class VerifierPool:

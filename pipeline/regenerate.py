@@ -77,7 +77,7 @@ async def distill_query(
                 return reject("exhausted", detail)
             rounds += 1
             try:
-                candidates = await generate(list(history), sampling)
+                candidates = await generate(list(history), _for_round(sampling, rounds))
             except RequestFailed as err:
                 return reject(err.reason, str(err))
             verdicts = await asyncio.gather(*(_judge(c, turn_query, verify) for c in candidates))
@@ -122,6 +122,13 @@ async def distill_query(
         config_hash=config_hash,
     )
     return Outcome(sample, None, attempts)
+
+
+def _for_round(sampling: SamplingConfig, round_number: int) -> SamplingConfig:
+    """A seeded retry must not replay the candidates that just failed: each round gets its own seed."""
+    if sampling.seed is None:
+        return sampling
+    return sampling.model_copy(update={"seed": sampling.seed + round_number - 1})
 
 
 async def _judge(candidate: Candidate, query: Query, verify: VerifyFn) -> Verdict:

@@ -14,9 +14,15 @@ from tests.conftest import REPO
 
 pytestmark = pytest.mark.slow
 
+WORD_PROBLEMS = [
+    ("tom", "Tom has 3 apples and buys 2 more. How many apples does he have now?", "5"),
+    ("eggs", "A box holds 6 eggs. How many eggs are in 2 boxes?", "12"),
+    ("candy", "Sara has 10 candies and eats 4. How many candies are left?", "6"),
+    ("pens", "A pen costs 2 dollars. How much do 3 pens cost?", "6"),
+]
 EASY_MATH = [
-    {"id": f"easy-{a}-{b}", "category": "math", "prompt": f"What is {a} + {b}?", "reference": {"answer": str(a + b)}}
-    for a, b in [(2, 3), (10, 5), (7, 1), (4, 4)]
+    {"id": f"easy-{name}", "category": "math", "prompt": prompt, "reference": {"answer": answer}}
+    for name, prompt, answer in WORD_PROBLEMS
 ]
 BAD_LINES = [
     '{"category": "math", "prompt": "unterminated',  # malformed JSON
@@ -44,10 +50,10 @@ def run_job(tmp_path_factory, s3_server):
                 "name": "smollm2",
                 "model": "smollm2-135m-instruct",
                 "response_format": "plain",
-                "system_prompt": "Answer the question. End with a line that states the final answer.",
+                "system_prompt": "Solve the problem step by step. End with a line that states the final answer.",
                 "engine": {"max_model_len": 1024, "enforce_eager": True, "batch_size": 2, "batches_in_flight": 4},
-                "sampling": {"default": {"temperature": 0.8, "max_tokens": 96, "n": 2, "seed": 1}},
-                "max_attempts": 3,
+                "sampling": {"default": {"temperature": 0.8, "max_tokens": 160, "n": 4, "seed": 1}},
+                "max_attempts": 2,
             }
         ],
         "verifiers": {"replicas": 1},
@@ -109,7 +115,7 @@ def test_accepted_samples_are_verified_and_in_the_paper_format(first_run):
     assert accepted.schema.equals(SAMPLE_SCHEMA)
     for sample in accepted.to_pylist():
         assert sample["verify_score"] >= 0.9 and sample["verifier"].startswith("math-verify/")
-        assert sample["finish_reason"] == "stop" and 1 <= sample["attempts"] <= 3
+        assert sample["finish_reason"] == "stop" and 1 <= sample["attempts"] <= 2
         assert sample["completion_tokens"] > 0 and sample["prompt_tokens"] > 0
         user, assistant = sample["messages"]
         assert user["role"] == "user" and assistant["role"] == "assistant"

@@ -23,9 +23,11 @@ class ScriptedEngine:
     def __init__(self, *rounds):
         self.rounds = list(rounds)
         self.requests: list[list[Message]] = []
+        self.seeds: list[int | None] = []
 
     async def generate(self, messages, sampling: SamplingConfig):
         self.requests.append(messages)
+        self.seeds.append(sampling.seed)
         return [Candidate(text, reason, 10, 5) for text, reason in self.rounds.pop(0)]
 
 
@@ -128,3 +130,9 @@ def test_system_prompt_defaults_to_the_format_instructions():
     engine = ScriptedEngine([RIGHT])
     run(MATH, engine)
     assert engine.requests[0][0].role == "system" and "<answer>" in engine.requests[0][0].content
+
+
+def test_seeded_retries_get_a_new_seed_each_round():
+    engine = ScriptedEngine([WRONG], [WRONG], [RIGHT])
+    run(MATH, engine, sampling={"default": {"seed": 7}})
+    assert engine.seeds == [7, 8, 9]
