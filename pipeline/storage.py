@@ -102,13 +102,18 @@ def _protocols(fs: fsspec.AbstractFileSystem) -> set[str]:
 
 
 class ShardWriter:
-    """Buffers records and commits them as Parquet shards of `shard_rows`, or after `flush_seconds`."""
+    """Buffers records and commits them as Parquet shards of `shard_rows`, or after `flush_seconds`.
+
+    Writers in `commit_after` are flushed before each of this writer's shards, so rows that refer to theirs (a sample
+    to its attempts) are never committed ahead of them.
+    """
 
     def __init__(
         self, store: Store, relpath: str, schema: pa.Schema, shard_rows: int, flush_seconds: float,
-        run_tag: str | None = None,
+        run_tag: str | None = None, commit_after: list["ShardWriter"] | None = None,
     ):
         self._store, self._relpath, self._schema = store, relpath, schema
+        self._commit_after = commit_after or []
         self._shard_rows, self._flush_seconds = shard_rows, flush_seconds
         self._tag = run_tag or new_run_tag()
         self._buffer: list[dict[str, Any]] = []
@@ -125,6 +130,8 @@ class ShardWriter:
         self._last_flush = time.monotonic()
         if not self._buffer:
             return
+        for writer in self._commit_after:
+            writer.flush()
         table = pa.Table.from_pylist(self._buffer, schema=self._schema)
         self._store.write_shard(self._relpath, f"part-{self._tag}-{self._sequence:05d}.parquet", table)
         self._sequence += 1

@@ -33,7 +33,7 @@ def test_shipped_configs_load():
         pytest.param("teachers.0.sampling", {"poetry": {}}, "unknown categories", id="sampling-category"),
         pytest.param("teachers.0.name", "has space", "teachers.0.name", id="teacher-name"),
         pytest.param("teachers.0.response_format", "xml", "teachers.0.response_format", id="format"),
-        pytest.param("teachers.0.engine", {"replica": 2}, "teachers.0.engine.replica", id="typo"),
+        pytest.param("teachers.0.engine", {"replica": 2}, "teachers.0.engine.vllm.replica", id="typo"),
         pytest.param("input.paths", [], "input.paths", id="no-inputs"),
     ],
 )
@@ -59,3 +59,11 @@ def test_unreadable_file_is_a_config_error(tmp_path):
     bad.write_text("input: [unclosed")
     with pytest.raises(ConfigError, match="bad.yaml"):
         load_config(bad)
+
+
+def test_engine_kind_defaults_to_a_local_vllm_pool_and_selects_an_endpoint():
+    assert parse_config(MINIMAL).teachers[0].engine.kind == "vllm"
+    endpoint = {"kind": "openai", "base_url": "http://127.0.0.1:8000/v1", "requests_per_s": 5}
+    assert parse_config(with_change("teachers.0.engine", endpoint)).teachers[0].engine.kind == "openai"
+    with pytest.raises(ConfigError, match="teachers.0.engine.openai.base_url"):
+        parse_config(with_change("teachers.0.engine", {"kind": "openai"}))

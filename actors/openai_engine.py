@@ -1,0 +1,70 @@
+"""A teacher behind an OpenAI-compatible HTTP endpoint (vLLM server, Ray Serve, hosted API).
+
+Concurrency is bounded per actor, requests can be rate limited, and transient failures (429, 5xx, timeouts,
+connection errors) are retried with exponential backoff by the `openai` client. A request the server refuses outright
+(400: prompt too long, bad parameters) fails that request only.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+
+from pipeline.config import OpenAIEngineConfig, SamplingConfig, TeacherConfig
+from pipeline.engine import Candidate, RequestFailed
+from pipeline.schema import Message
+
+
+class OpenAIEngine:
+    def __init__(self, teacher: TeacherConfig):
+        import openai
+
+        config = teacher.engine
+        assert isinstance(config, OpenAIEngineConfig)
+        api_key = os.environ.get(config.api_key_env, "") if config.api_key_env else "none"
+        self._client = openai.AsyncOpenAI(
+            base_url=config.base_url, api_key=api_key or "none", max_retries=config.max_retries,
+            timeout=config.timeout_s,
+        )
+        self._model = teacher.model
+        self._slots = asyncio.Semaphore(config.max_concurrency)
+        self._interval = 1.0 / config.requests_per_s if config.requests_per_s else 0.0
+        self._next_start = 0.0
+        self._bad_request = openai.BadRequestError
+
+    async def _wait_for_rate_limit(self) -> None:
+        if not self._interval:
+            return
+        now = time.monotonic()
+        start = max(now, self._next_start)
+        self._next_start = start + self._interval
+        await asyncio.sleep(start - now)
+
+    async def generate(self, messages: list[Message], sampling: SamplingConfig) -> list[Candidate]:
+        async with self._slots:
+            await self._wait_for_rate_limit()
+            try:
+                response = await self._client.chat.completions.create(
+                    model=self._model,
+                    messages=[m.model_dump() for m in messages],
+                    n=sampling.n,
+                    temperature=sampling.temperature,
+                    top_p=sampling.top_p,
+                    max_tokens=sampling.max_tokens,
+                    seed=sampling.seed,
+                )
+            except self._bad_request as err:
+                raise RequestFailed("request_refused", str(err)[:500]) from err
+        usage = response.usage
+        prompt_tokens = usage.prompt_tokens if usage else 0
+        completion_tokens = usage.completion_tokens if usage else 0
+        choices = sorted(response.choices, key=lambda c: c.index)
+        # Usage is reported per request; split the completion tokens evenly over the choices.
+        per_choice = completion_tokens // max(len(choices), 1)
+        return [
+            Candidate(c.message.content or "", c.finish_reason or "stop", prompt_tokens, per_choice) for c in choices
+        ]
+
+    def shutdown(self) -> None:
+        pass

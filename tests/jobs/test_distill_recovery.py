@@ -1,0 +1,123 @@
+"""Killing things mid-run: a teacher actor that dies is restarted by Ray and its work retried; a driver that dies is
+resumed by running the same command again, losing and duplicating nothing. Real engine, local Ray, local files."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+import yaml
+
+from pipeline.storage import Store
+from tests.conftest import REPO
+
+pytestmark = pytest.mark.slow
+
+PROBLEMS = [
+    {
+        "id": f"books-{i}",
+        "category": "math",
+        "prompt": f"Ann has {a} books and gets {b} more. How many books does she have?",
+        "reference": {"answer": str(a + b)},
+    }
+    for i, (a, b) in enumerate([(2, 3), (4, 1), (5, 5), (6, 2), (3, 3), (7, 2)])
+]
+ALL_IDS = sorted(p["id"] for p in PROBLEMS)
+
+
+def write_run(root: Path) -> Path:
+    corpus = root / "corpus.jsonl"
+    rows = PROBLEMS
+    corpus.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    config = {
+        "input": {"paths": [str(corpus)]},
+        "output": str(root / "out"),
+        "teachers": [
+            {
+                "name": "smollm2",
+                "model": "smollm2-135m-instruct",
+                "response_format": "plain",
+                "engine": {"max_model_len": 1024, "enforce_eager": True, "batch_size": 1, "batches_in_flight": 2},
+                "sampling": {"default": {"temperature": 0.8, "max_tokens": 128, "n": 2, "seed": 3}},
+                "max_attempts": 2,
+            }
+        ],
+        "verifiers": {"replicas": 1},
+        "ray": {"dashboard": False},
+        "shard_rows": 1,
+    }
+    path = root / "config.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+def start(config: Path) -> subprocess.Popen:
+    # A session of its own, so the whole tree (driver, local Ray cluster, engine) can be killed at once.
+    return subprocess.Popen(
+        [sys.executable, "-m", "jobs.distill", "--config", str(config), "--no-progress"],
+        cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True,
+    )
+
+
+def finished_ids(store: Store) -> list[str]:
+    ids = []
+    for folder in ("teachers/smollm2/accepted", "teachers/smollm2/rejects"):
+        table = store.read_table(folder, columns=["id"])
+        ids += [] if table is None else table.column("id").to_pylist()
+    return ids
+
+
+def wait_for(predicate, timeout_s: float, process: subprocess.Popen) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not predicate():
+        assert process.poll() is None, process.stdout.read()[-4000:]
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.5)
+
+
+def pids_named(fragment: str) -> list[int]:
+    out = subprocess.run(["pgrep", "-f", fragment], capture_output=True, text=True).stdout
+    return [int(p) for p in out.split()]
+
+
+def test_killed_driver_resumes_without_loss_or_duplicates(tmp_path):
+    config = write_run(tmp_path)
+    store = Store(str(tmp_path / "out"))
+    first = start(config)
+    wait_for(lambda: len(finished_ids(store)) >= 2, 600, first)
+    os.killpg(first.pid, signal.SIGKILL)
+    first.wait()
+    committed_before = set(finished_ids(store))
+    shards_before = set(store.shards("teachers/smollm2/attempts"))
+    assert 2 <= len(committed_before) < len(ALL_IDS), "killed mid-run"
+
+    second = start(config)
+    output, _ = second.communicate(timeout=900)
+    assert second.returncode == 0, output[-4000:]
+
+    ids = finished_ids(store)
+    assert sorted(ids) == ALL_IDS, "each query exactly once"
+    new_shards = set(store.shards("teachers/smollm2/attempts")) - shards_before
+    regenerated = set()
+    for shard in new_shards:
+        regenerated |= set(pq.read_table(shard, columns=["id"]).column("id").to_pylist())
+    assert regenerated and not (regenerated & committed_before), "finished work is not generated again"
+
+
+def test_teacher_actor_crash_is_recovered(tmp_path):
+    config = write_run(tmp_path)
+    store = Store(str(tmp_path / "out"))
+    run = start(config)
+    wait_for(lambda: len(finished_ids(store)) >= 1, 600, run)
+    victims = pids_named("MapBatches\\(TeacherStage\\)")
+    assert victims, "the teacher actor is running"
+    for pid in victims:
+        os.kill(pid, signal.SIGKILL)
+    output, _ = run.communicate(timeout=900)
+    assert run.returncode == 0, output[-4000:]
+    assert sorted(finished_ids(store)) == ALL_IDS
