@@ -20,6 +20,7 @@ import json
 import os
 import time
 from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -29,7 +30,7 @@ from tqdm import tqdm
 
 from actors.teacher import TeacherStage
 from actors.verifier_pool import VerifierPool
-from pipeline.config import ConfigError, DistillConfig, TeacherConfig
+from pipeline.config import ConfigError, DistillConfig, RayConfig, TeacherConfig
 from pipeline.loaders import parse_jsonl_file, parsed_row, to_query, source_name
 from pipeline.resources import INGEST_CPUS_PER_TASK, plan_resources, stage_resources
 from pipeline.schema import ATTEMPT_SCHEMA, QUERY_SCHEMA, REJECT_SCHEMA, SAMPLE_SCHEMA, Reject
@@ -55,40 +56,47 @@ class TeacherReport:
         return self.generated_tokens / self.generation_s if self.generation_s else 0.0
 
 
-def connect_ray(config: DistillConfig) -> None:
-    """Join the cluster `ray job submit` gave us, or the configured one; else start a local one."""
+def connect_ray(ray_config: RayConfig, local_cpus: int) -> None:
+    """Join the cluster `ray job submit` gave us, or the configured one; else start a local one with `local_cpus`."""
     if ray.is_initialized():
         return
-    address = config.ray.address or os.environ.get("RAY_ADDRESS")
+    address = ray_config.address or os.environ.get("RAY_ADDRESS")
     if address:
         ray.init(address=address)
         return
-    plan = plan_resources(config)
     env = {"PYTHONPATH": os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")]))}
     env.setdefault("VLLM_LOGGING_LEVEL", os.environ.get("VLLM_LOGGING_LEVEL", "WARNING"))
-    ray.init(
+    context = ray.init(
         address="local",
-        num_cpus=plan.local_cluster_cpus,
-        include_dashboard=config.ray.dashboard,
+        num_cpus=local_cpus,
+        include_dashboard=ray_config.dashboard,
         runtime_env={"env_vars": env},
         log_to_driver=True,
     )
+    metrics_port = ray._private.worker.global_worker.node.metrics_export_port
+    dashboard = f"dashboard http://{context.dashboard_url}, " if context.dashboard_url else ""
+    print(f"[distillery] local Ray cluster: {dashboard}metrics http://127.0.0.1:{metrics_port}/metrics", flush=True)
 
 
 def run_distill(config: DistillConfig, progress: bool = True, engine_class: str | None = None) -> dict[str, Any]:
     store = Store(config.output, config.storage_options)
     config_hash = config.config_hash()
     _claim_output(store, config, config_hash)
-    connect_ray(config)
-    print(f"[distillery] config {config_hash}; {plan_resources(config).describe()}", flush=True)
+    plan = plan_resources(config)
+    connect_ray(config.ray, plan.local_cluster_cpus)
+    print(f"[distillery] config {config_hash}; {plan.describe()}", flush=True)
 
     started = time.monotonic()
     input_counts = ingest(config, store, config_hash, progress)
-    reports = []
     verifiers = VerifierPool.start(config.verifiers)
     try:
-        for teacher in config.teachers:
-            reports.append(distill_teacher(config, teacher, store, verifiers, config_hash, progress, engine_class))
+        # Teachers run side by side, each its own Ray Data pipeline over the same queries and its own dataset.
+        with ThreadPoolExecutor(max_workers=len(config.teachers)) as pool:
+            runs = [
+                pool.submit(distill_teacher, config, teacher, store, verifiers, config_hash, progress, engine_class, i)
+                for i, teacher in enumerate(config.teachers)
+            ]
+            reports = [run.result() for run in runs]
     finally:
         verifiers.shutdown()
     summary = {
@@ -202,7 +210,7 @@ def _ingest_args() -> dict[str, Any]:
 
 def distill_teacher(
     config: DistillConfig, teacher: TeacherConfig, store: Store, verifiers: VerifierPool, config_hash: str,
-    progress: bool, engine_class: str | None = None,
+    progress: bool, engine_class: str | None = None, position: int = 0,
 ) -> TeacherReport:
     base = f"teachers/{teacher.name}"
     done = store.column_values(f"{base}/accepted", "id") | store.column_values(f"{base}/rejects", "id")
@@ -248,7 +256,9 @@ def distill_teacher(
             for kind, folder, schema in [("sample", "accepted", SAMPLE_SCHEMA), ("reject", "rejects", REJECT_SCHEMA)]
         }
         counts: Counter[str] = Counter()
-        bar = tqdm(total=pending, desc=f"distill[{teacher.name}]", unit="queries", disable=not progress)
+        bar = tqdm(
+            total=pending, desc=f"distill[{teacher.name}]", unit="queries", position=position, disable=not progress
+        )
         for batch in dataset.iter_batches(batch_size=None, batch_format="pyarrow"):
             last_result_at = time.time()
             ready_at = min(batch.column("engine_ready_at").to_pylist())
@@ -262,11 +272,12 @@ def distill_teacher(
                     writers["sample"].add([json.loads(sample)])
                     counts["accepted"] += 1
                 else:
-                    writers["reject"].add([json.loads(reject)])
-                    counts["rejected"] += 1
+                    reject_row = json.loads(reject)
+                    writers["reject"].add([reject_row])
+                    counts["exhausted" if reject_row["reason"] == "exhausted" else "other_rejects"] += 1
             bar.update(batch.num_rows)
             generating = max(last_result_at - first_ready_at, 1e-9)
-            bar.set_postfix(accepted=counts["accepted"], rejected=counts["rejected"], tok_s=f"{tokens / generating:.0f}")
+            bar.set_postfix(**counts, tok_s=f"{tokens / generating:.0f}")
         bar.close()
         for writer in [*writers.values(), attempts_log]:
             writer.flush()

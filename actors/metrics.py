@@ -22,8 +22,16 @@ class DistillMetrics:
         self.generated_tokens = metrics.Counter(
             "distillery_generated_tokens", "completion tokens generated", tag_keys=("teacher",)
         )
+        self.in_flight = metrics.Gauge("distillery_in_flight", "queries being distilled", tag_keys=("teacher",))
+        self._in_flight = 0
+
+    def started(self, queries: int) -> None:
+        self._in_flight += queries
+        self.in_flight.set(self._in_flight, self._tags)
 
     def record(self, outcome: Outcome) -> None:
+        self._in_flight -= 1
+        self.in_flight.set(self._in_flight, self._tags)
         if outcome.sample is not None:
             self.accepted.inc(1, self._tags)
             rounds = outcome.sample.attempts

@@ -22,7 +22,7 @@ from pipeline.engine import Engine
 from pipeline.regenerate import Outcome, distill_query
 from pipeline.schema import Query, Reject
 from pipeline.verifiers.base import Verdict
-from pipeline.verifiers.dispatch import VERIFIED_CATEGORIES
+from pipeline.verifiers.dispatch import can_verify
 
 
 ENGINES = {"vllm": "actors.vllm_engine:VLLMEngine", "openai": "actors.openai_engine:OpenAIEngine"}
@@ -48,13 +48,14 @@ class TeacherStage:
 
     async def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, list]:
         queries = [Query.from_row(_plain(dict(zip(batch, values)))) for values in zip(*batch.values())]
+        self._metrics.started(len(queries))
         outcomes = await asyncio.gather(*(self._distill(q) for q in queries))
         for outcome in outcomes:
             self._metrics.record(outcome)
         return {**encode_outcomes(outcomes), "engine_ready_at": [self._ready_at] * len(outcomes)}
 
     async def _distill(self, query: Query) -> Outcome:
-        if query.category not in VERIFIED_CATEGORIES:
+        if not can_verify(query):
             # Generating what nothing can verify would only burn engine time.
             reject = Reject(
                 id=query.id, origin=query.source or "", stage="distill", teacher=self._teacher.name,

@@ -12,6 +12,7 @@ import argparse
 import json
 import multiprocessing as mp
 import os
+import signal
 import tempfile
 import time
 from pathlib import Path
@@ -25,6 +26,7 @@ SYSTEM = "Solve the problem step by step. End with a line that states the final 
 
 
 def raw_vllm(prompts: list[str], max_tokens: int, out: mp.Queue) -> None:
+    os.setsid()  # a process group of its own, so the parent can end the engine's processes with it
     os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", str(ENGINE["cpu_kv_cache_gib"]))
     from vllm import LLM, SamplingParams
 
@@ -51,8 +53,8 @@ def main() -> None:
     child = mp.get_context("spawn").Process(target=raw_vllm, args=(prompts, args.max_tokens, queue))
     child.start()
     raw = queue.get()
-    # The child's exit would wait on the engine's own processes; ending it ends them too.
-    child.terminate()
+    # The child's exit would wait on the engine's own processes: end its whole group.
+    os.killpg(child.pid, signal.SIGKILL)
     child.join()
 
     from actors.distill_run import run_distill

@@ -49,8 +49,12 @@ class VLLMEngineConfig(_Strict):
     enforce_eager: bool = False
     gpu_memory_utilization: float = Field(0.9, gt=0.0, le=1.0, description="GPU memory fraction vLLM may use")
     cpu_kv_cache_gib: int = Field(1, ge=1, description="KV cache in host RAM, for CPU-only engines")
-    batch_size: int = Field(8, ge=1, description="queries handed to a replica per Ray Data batch")
-    batches_in_flight: int = Field(4, ge=1, description="batches each replica works on at once")
+    batch_size: int = Field(
+        1, ge=1, description="queries per Ray Data batch; a batch is committed when its slowest query is done"
+    )
+    batches_in_flight: int = Field(
+        64, ge=1, description="batches each replica works on at once; keep it above the engine's running sequences"
+    )
     engine_kwargs: dict[str, Any] = Field(default_factory=dict, description="passed through to vLLM")
 
     @model_validator(mode="after")
@@ -72,8 +76,8 @@ class OpenAIEngineConfig(_Strict):
     requests_per_s: float | None = Field(None, gt=0.0, description="rate limit per actor")
     max_retries: int = Field(5, ge=0, description="retries with exponential backoff on 429, 5xx and timeouts")
     timeout_s: float = Field(600.0, gt=0.0)
-    batch_size: int = Field(8, ge=1)
-    batches_in_flight: int = Field(4, ge=1)
+    batch_size: int = Field(1, ge=1)
+    batches_in_flight: int = Field(64, ge=1)
 
 
 def _engine_kind(value: Any) -> str:
@@ -168,7 +172,29 @@ def parse_config(raw: Any, source: str = "config") -> DistillConfig:
     try:
         return DistillConfig.model_validate(raw)
     except ValidationError as err:
-        problems = "\n".join(
-            f"  {'.'.join(str(p) for p in e['loc']) or '<root>'}: {e['msg']}" for e in err.errors()
-        )
-        raise ConfigError(f"{source}: invalid config\n{problems}") from None
+        raise ConfigError(f"{source}: invalid config\n{_field_errors(err)}") from None
+
+
+def _field_errors(err: ValidationError) -> str:
+    return "\n".join(f"  {'.'.join(str(p) for p in e['loc']) or '<root>'}: {e['msg']}" for e in err.errors())
+
+
+class VerifyJobConfig(_Strict):
+    """`jobs.verify`: score responses that already exist."""
+
+    response_format: ResponseFormat = "think_answer"
+    verifiers: VerifierConfig = Field(default_factory=VerifierConfig)
+    storage_options: dict[str, Any] = Field(default_factory=dict)
+    ray: RayConfig = Field(default_factory=RayConfig)
+
+
+def load_verify_config(path: str | Path | None) -> VerifyJobConfig:
+    if path is None:
+        return VerifyJobConfig()
+    try:
+        raw = yaml.safe_load(Path(path).read_text())
+        return VerifyJobConfig.model_validate(raw or {})
+    except (OSError, yaml.YAMLError) as err:
+        raise ConfigError(f"{path}: {err}") from err
+    except ValidationError as err:
+        raise ConfigError(f"{path}: invalid config\n{_field_errors(err)}") from None

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import dataclass
 
-from pipeline.config import DistillConfig, EngineConfig
+from pipeline.config import DistillConfig, EngineConfig, RayConfig
 
 # Reading and parsing are light; they must never starve the engines of a small cluster.
 INGEST_CPUS_PER_TASK = 0.25
@@ -37,7 +38,12 @@ def plan_resources(config: DistillConfig, host_cpus: int | None = None) -> Resou
     teacher_cpus = sum(cpus * replicas for (cpus, _), replicas in per_replica)
     teacher_gpus = sum(gpus * replicas for (_, gpus), replicas in per_replica)
     verifier_cpus = config.verifiers.num_cpus * config.verifiers.replicas
-    needed = teacher_cpus + verifier_cpus + 2 * INGEST_CPUS_PER_TASK + DATA_INTERNAL_CPUS
-    # Logical CPUs may exceed physical ones: engines mostly wait on their own worker processes.
-    local = config.ray.num_cpus or max(host_cpus or os.cpu_count() or 1, int(needed + 0.999))
+    local = local_cluster_cpus(teacher_cpus + verifier_cpus, config.ray, host_cpus)
     return ResourcePlan(teacher_cpus, teacher_gpus, verifier_cpus, local)
+
+
+def local_cluster_cpus(actor_cpus: float, ray_config: RayConfig, host_cpus: int | None = None) -> int:
+    """Logical CPUs for a local cluster: enough for every actor plus Ray Data's own tasks. They may exceed the
+    physical ones: engines mostly wait on their own worker processes."""
+    needed = actor_cpus + 2 * INGEST_CPUS_PER_TASK + DATA_INTERNAL_CPUS
+    return ray_config.num_cpus or max(host_cpus or os.cpu_count() or 1, math.ceil(needed))

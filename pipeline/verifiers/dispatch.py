@@ -3,31 +3,43 @@
 from __future__ import annotations
 
 from pipeline.config import VerifierConfig
-from pipeline.response_format import ResponseFormat, parse_response
+from pipeline.response_format import ResponseFormat
 from pipeline.schema import Category, Query
 from pipeline.verifiers.base import Verdict, Verifier
+from pipeline.verifiers.choice import ChoiceVerifier, is_choice_reference
 from pipeline.verifiers.math import MathVerifier
+from pipeline.verifiers.structure import check_structure
 
 STRUCTURE_VERIFIER = "structure/1"
-VERIFIED_CATEGORIES = frozenset({Category.math})
+
+
+def can_verify(query: Query) -> bool:
+    """Whether a verifier exists for this query; generating for one that has none only burns engine time."""
+    if query.category is Category.math:
+        return True
+    return query.category is Category.science and is_choice_reference(query)
 
 
 class ResponseVerifier:
     def __init__(self, config: VerifierConfig):
-        self._by_category: dict[Category, Verifier] = {Category.math: MathVerifier(config.math_timeout_s)}
-        assert self._by_category.keys() == VERIFIED_CATEGORIES
+        self._math = MathVerifier(config.math_timeout_s)
+        self._choice = ChoiceVerifier()
+
+    def _verifier_for(self, query: Query) -> Verifier | None:
+        if query.category is Category.math:
+            return self._math
+        if query.category is Category.science and is_choice_reference(query):
+            return self._choice
+        return None
 
     def verify(self, query: Query, response: str, response_format: ResponseFormat) -> Verdict:
-        parsed = parse_response(response, response_format)
+        parsed = check_structure(response, response_format)
         if not parsed.ok:
             return Verdict(0.0, STRUCTURE_VERIFIER, {"response_chars": len(response)}, failure=parsed.failure)
-        verifier = self._by_category.get(query.category)
+        verifier = self._verifier_for(query)
         if verifier is None:
             return Verdict(0.0, "none", {"category": query.category.value}, failure="no_verifier_for_category")
         return verifier.verify(query, parsed.answer)
 
     def close(self) -> None:
-        for verifier in self._by_category.values():
-            close = getattr(verifier, "close", None)
-            if close is not None:
-                close()
+        self._math.close()

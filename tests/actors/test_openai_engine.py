@@ -87,21 +87,22 @@ def test_rate_limit_spaces_requests(endpoint):
     assert time.monotonic() - started >= 5 / 4, "6 requests at 4/s need at least 1.25 s"
 
 
-def test_distill_job_through_the_endpoint(endpoint, tmp_path):
+def test_two_teachers_through_endpoints_give_two_datasets_over_the_same_ids(endpoint, tmp_path):
     corpus = tmp_path / "corpus.jsonl"
-    corpus.write_text(
-        json.dumps({"id": "sum", "category": "math", "prompt": "What is 2 + 2?", "reference": {"answer": "4"}}) + "\n"
-    )
+    sums = [{"id": f"sum-{a}", "category": "math", "prompt": f"What is {a} + 2?", "reference": {"answer": str(a + 2)}}
+            for a in (1, 2)]
+    corpus.write_text("".join(json.dumps(row) + "\n" for row in sums))
     config = {
         "input": {"paths": [str(corpus)]},
         "output": str(tmp_path / "out"),
         "teachers": [
             {
-                "name": "served", "model": "smollm2", "response_format": "plain",
+                "name": name, "model": "smollm2", "response_format": "plain",
                 "engine": {"kind": "openai", "base_url": endpoint, "max_concurrency": 4},
-                "sampling": {"default": {"n": 2, "max_tokens": 48}},
+                "sampling": {"default": {"n": 2, "max_tokens": 48, "temperature": temperature}},
                 "max_attempts": 2,
             }
+            for name, temperature in [("cool", 0.3), ("warm", 1.0)]
         ],
         "verifiers": {"replicas": 1},
         "ray": {"dashboard": False},
@@ -114,7 +115,11 @@ def test_distill_job_through_the_endpoint(endpoint, tmp_path):
     )
     assert result.returncode == 0, result.stderr[-3000:]
     store = Store(str(tmp_path / "out"))
-    attempts = store.read_table("teachers/served/attempts")
-    assert attempts.num_rows >= 2 and set(attempts.column("id").to_pylist()) == {"sum"}
-    finished = store.column_values("teachers/served/accepted", "id") | store.column_values("teachers/served/rejects", "id")
-    assert finished == {"sum"}
+    for name in ("cool", "warm"):
+        attempts = store.read_table(f"teachers/{name}/attempts")
+        assert set(attempts.column("id").to_pylist()) == {"sum-1", "sum-2"}
+        accepted = store.column_values(f"teachers/{name}/accepted", "id")
+        rejected = store.column_values(f"teachers/{name}/rejects", "id")
+        assert accepted | rejected == {"sum-1", "sum-2"} and not accepted & rejected
+    summary = json.loads(store.read_text("summary.json"))
+    assert [t["teacher"] for t in summary["teachers"]] == ["cool", "warm"]

@@ -1,0 +1,65 @@
+"""Scoring responses that already exist (`jobs.verify`): one input row in, the same row plus its verdict out.
+
+An input row is a query in any format `pipeline.loaders` reads, plus `response`, the assistant's full text. A row
+that cannot be read as one still comes out, with score 0 and the reason, so output and input line up one to one.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from pipeline.loaders import RowError, to_query
+from pipeline.response_format import ResponseFormat
+from pipeline.verifiers.base import Verdict
+from pipeline.verifiers.dispatch import ResponseVerifier
+
+INPUT_VERIFIER = "input/1"
+
+
+def score_row(
+    raw: bytes, origin: str, source: str, verifier: ResponseVerifier, response_format: ResponseFormat
+) -> dict[str, Any]:
+    """`raw` is one JSON object (a JSONL line or a Parquet row dumped to JSON)."""
+    record: Any = None
+    try:
+        record = json.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as err:
+        verdict = _bad_row("malformed_json", str(err), raw.decode("utf-8", errors="replace")[:2000])
+        return _out(origin, None, verdict)
+    if not isinstance(record, dict):
+        return _out(origin, record, _bad_row("not_an_object", type(record).__name__, None))
+    response = record.get("response")
+    if not isinstance(response, str):
+        return _out(origin, record, _bad_row("missing_response", "`response` must be a string", None))
+    query = to_query({k: v for k, v in record.items() if k != "response"}, source)
+    if isinstance(query, RowError):
+        return _out(origin, record, _bad_row(query.reason, query.detail, None))
+    return _out(origin, record, verifier.verify(query, response, response_format))
+
+
+def _bad_row(reason: str, detail: str, raw: str | None) -> Verdict:
+    details = {"failure": reason, "detail": detail}
+    if raw is not None:
+        details["raw"] = raw
+    return Verdict(0.0, INPUT_VERIFIER, details, failure=reason)
+
+
+def _out(origin: str, record: Any, verdict: Verdict) -> dict[str, Any]:
+    details = {**verdict.details, "failure": verdict.failure}
+    return {
+        "origin": origin,
+        "record": None if record is None else json.dumps(record, ensure_ascii=False),
+        "verify_score": verdict.score,
+        "verifier": verdict.verifier,
+        "verify_details": json.dumps(details, ensure_ascii=False, default=str),
+    }
+
+
+def output_record(row: dict[str, Any]) -> dict[str, Any]:
+    """The row users get back: their record (or where it came from, for an unreadable one) plus the verdict."""
+    base = json.loads(row["record"]) if row["record"] is not None else {"origin": row["origin"]}
+    if not isinstance(base, dict):
+        base = {"origin": row["origin"], "value": base}
+    return {**base, "verify_score": row["verify_score"], "verifier": row["verifier"],
+            "verify_details": row["verify_details"]}

@@ -1,0 +1,64 @@
+"""`python -m jobs.verify` as a user runs it: real local Ray, verifier actors, every input row back in order."""
+
+import json
+import subprocess
+import sys
+
+import pyarrow.parquet as pq
+import pytest
+
+from pipeline.response_format import format_response
+from tests.conftest import REPO, shared_file
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def responses(tmp_path_factory):
+    math500 = [json.loads(line) for line in shared_file("benchmarks/math500.jsonl").read_text().splitlines()[:6]]
+    rows = []
+    for row, neighbour in zip(math500, math500[1:] + math500[:1]):
+        rows.append({**row, "response": format_response("worked it out", f"\\boxed{{{row['answer']}}}")})
+        rows.append({**row, "response": format_response("worked it out", f"\\boxed{{{neighbour['answer']}}}")})
+    arc = {"id": "arc-1", "category": "science", "prompt": "Pick one.\nA. x\nB. y", "reference": {"answer": "B"}}
+    lines = [json.dumps(r) for r in rows] + [
+        json.dumps({**arc, "response": format_response("y is right", "B")}),
+        json.dumps({**arc, "response": "<think>never closed"}),
+        json.dumps({**arc}),  # no response
+        '{"broken json',
+    ]
+    path = tmp_path_factory.mktemp("verify") / "responses.jsonl"
+    path.write_text("\n".join(lines) + "\n")
+    return path, len(rows)
+
+
+def run_verify(inputs, output):
+    result = subprocess.run(
+        [sys.executable, "-m", "jobs.verify", "--input", str(inputs), "--output", str(output), "--no-progress"],
+        cwd=REPO, capture_output=True, text=True, timeout=600,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    return json.loads(result.stdout[result.stdout.index("{"):])
+
+
+def test_every_row_comes_back_in_order_with_its_verdict(responses, tmp_path):
+    path, n_math = responses
+    output = tmp_path / "scored.jsonl"
+    summary = run_verify(path, output)
+    rows = [json.loads(line) for line in output.read_text().splitlines()]
+    assert len(rows) == n_math + 4 == summary["rows"]
+    assert [r["verify_score"] for r in rows[:n_math]] == [1.0, 0.0] * (n_math // 2), "gold passes, neighbour fails"
+    assert rows[0]["verifier"].startswith("math-verify/") and rows[0]["problem"]
+    failures = [json.loads(r["verify_details"])["failure"] for r in rows[n_math:]]
+    assert failures == [None, "missing_think_close", "missing_response", "malformed_json"]
+    assert [r["verify_score"] for r in rows[n_math:]] == [1.0, 0.0, 0.0, 0.0]
+    assert rows[-1]["origin"].endswith(f":{n_math + 4}")
+
+
+def test_parquet_output(responses, tmp_path):
+    path, n_math = responses
+    output = tmp_path / "scored.parquet"
+    run_verify(path, output)
+    table = pq.read_table(output)
+    assert table.num_rows == n_math + 4
+    assert {"verify_score", "verifier", "verify_details"} <= set(table.column_names)
