@@ -75,7 +75,10 @@ def connect_ray(ray_config: RayConfig, local_cpus: int) -> None:
     )
     metrics_port = ray._private.worker.global_worker.node.metrics_export_port
     dashboard = f"dashboard http://{context.dashboard_url}, " if context.dashboard_url else ""
-    print(f"[distillery] local Ray cluster: {dashboard}metrics http://127.0.0.1:{metrics_port}/metrics", flush=True)
+    print(
+        f"[distillery] local Ray cluster, {local_cpus} CPUs: {dashboard}metrics http://127.0.0.1:{metrics_port}/metrics",
+        flush=True,
+    )
 
 
 def run_distill(config: DistillConfig, progress: bool = True, engine_class: str | None = None) -> dict[str, Any]:

@@ -22,10 +22,7 @@ class ResourcePlan:
     local_cluster_cpus: int  # logical CPUs to give a local cluster
 
     def describe(self) -> str:
-        return (
-            f"teachers: {self.teacher_cpus:g} CPU, {self.teacher_gpus:g} GPU; verifiers: {self.verifier_cpus:g} CPU; "
-            f"local cluster: {self.local_cluster_cpus} CPU"
-        )
+        return f"teachers: {self.teacher_cpus:g} CPU, {self.teacher_gpus:g} GPU; verifiers: {self.verifier_cpus:g} CPU"
 
 
 def stage_resources(engine: EngineConfig) -> tuple[float, float]:
