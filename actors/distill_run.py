@@ -280,7 +280,7 @@ def distill_teacher(
                     counts["exhausted" if reject_row["reason"] == "exhausted" else "other_rejects"] += 1
             bar.update(batch.num_rows)
             generating = max(last_result_at - first_ready_at, 1e-9)
-            bar.set_postfix(**counts, tok_s=f"{tokens / generating:.0f}")
+            bar.set_postfix(**counts, done_tok_s=f"{tokens / generating:.0f}")
         bar.close()
         for writer in [*writers.values(), attempts_log]:
             writer.flush()
