@@ -7,7 +7,9 @@ from pipeline.response_format import ResponseFormat
 from pipeline.schema import Category, Query
 from pipeline.verifiers.base import Verdict, Verifier
 from pipeline.verifiers.choice import ChoiceVerifier, is_choice_reference
+from pipeline.verifiers.code import CodeVerifier
 from pipeline.verifiers.math import MathVerifier
+from pipeline.verifiers.sandbox import Limits
 from pipeline.verifiers.structure import check_structure
 
 STRUCTURE_VERIFIER = "structure/1"
@@ -17,6 +19,8 @@ def can_verify(query: Query) -> bool:
     """Whether a verifier exists for this query; generating for one that has none only burns engine time."""
     if query.category is Category.math:
         return True
+    if query.category is Category.code:
+        return (query.reference or {}).get("language", "python") == "python"
     return query.category is Category.science and is_choice_reference(query)
 
 
@@ -24,10 +28,14 @@ class ResponseVerifier:
     def __init__(self, config: VerifierConfig):
         self._math = MathVerifier(config.math_timeout_s)
         self._choice = ChoiceVerifier()
+        limits = Limits(wall_s=config.code_wall_s, cpu_s=config.code_cpu_s, memory_mb=config.code_memory_mb)
+        self._code = CodeVerifier(config.code_max_tests, limits)
 
     def _verifier_for(self, query: Query) -> Verifier | None:
         if query.category is Category.math:
             return self._math
+        if query.category is Category.code:
+            return self._code
         if query.category is Category.science and is_choice_reference(query):
             return self._choice
         return None
@@ -43,3 +51,4 @@ class ResponseVerifier:
 
     def close(self) -> None:
         self._math.close()
+        self._code.close()

@@ -21,7 +21,10 @@ def responses(tmp_path_factory):
         rows.append({**row, "response": format_response("worked it out", f"\\boxed{{{row['answer']}}}")})
         rows.append({**row, "response": format_response("worked it out", f"\\boxed{{{neighbour['answer']}}}")})
     arc = {"id": "arc-1", "category": "science", "prompt": "Pick one.\nA. x\nB. y", "reference": {"answer": "B"}}
+    code = {"id": "dbl", "category": "code", "prompt": "Write f doubling x.",
+            "reference": {"tests": {"kind": "assert", "asserts": ["assert f(2) == 4", "assert f(0) == 0"]}}}
     lines = [json.dumps(r) for r in rows] + [
+        json.dumps({**code, "response": format_response("double it", "```python\ndef f(x):\n    return x + 2\n```")}),
         json.dumps({**arc, "response": format_response("y is right", "B")}),
         json.dumps({**arc, "response": "<think>never closed"}),
         json.dumps({**arc}),  # no response
@@ -46,13 +49,13 @@ def test_every_row_comes_back_in_order_with_its_verdict(responses, tmp_path):
     output = tmp_path / "scored.jsonl"
     summary = run_verify(path, output)
     rows = [json.loads(line) for line in output.read_text().splitlines()]
-    assert len(rows) == n_math + 4 == summary["rows"]
+    assert len(rows) == n_math + 5 == summary["rows"]
     assert [r["verify_score"] for r in rows[:n_math]] == [1.0, 0.0] * (n_math // 2), "gold passes, neighbour fails"
     assert rows[0]["verifier"].startswith("math-verify/") and rows[0]["problem"]
     failures = [json.loads(r["verify_details"])["failure"] for r in rows[n_math:]]
-    assert failures == [None, "missing_think_close", "missing_response", "malformed_json"]
-    assert [r["verify_score"] for r in rows[n_math:]] == [1.0, 0.0, 0.0, 0.0]
-    assert rows[-1]["origin"].endswith(f":{n_math + 4}")
+    assert failures == ["tests_failed", None, "missing_think_close", "missing_response", "malformed_json"]
+    assert [r["verify_score"] for r in rows[n_math:]] == [0.5, 1.0, 0.0, 0.0, 0.0], "f(2) == 4 passes, f(0) fails"
+    assert rows[-1]["origin"].endswith(f":{n_math + 5}")
 
 
 def test_parquet_output(responses, tmp_path):
@@ -60,5 +63,5 @@ def test_parquet_output(responses, tmp_path):
     output = tmp_path / "scored.parquet"
     run_verify(path, output)
     table = pq.read_table(output)
-    assert table.num_rows == n_math + 4
+    assert table.num_rows == n_math + 5
     assert {"verify_score", "verifier", "verify_details"} <= set(table.column_names)
