@@ -9,7 +9,7 @@ from pipeline.verifiers.base import Verdict, Verifier
 from pipeline.verifiers.choice import ChoiceVerifier, is_choice_reference
 from pipeline.verifiers.code import CodeVerifier
 from pipeline.verifiers.math import MathVerifier
-from pipeline.verifiers.sandbox import Limits
+from pipeline.verifiers.sandbox import Limits, sandbox_available
 from pipeline.verifiers.structure import check_structure
 
 STRUCTURE_VERIFIER = "structure/1"
@@ -20,7 +20,7 @@ def can_verify(query: Query) -> bool:
     if query.category is Category.math:
         return True
     if query.category is Category.code:
-        return (query.reference or {}).get("language", "python") == "python"
+        return sandbox_available() and (query.reference or {}).get("language", "python") == "python"
     return query.category is Category.science and is_choice_reference(query)
 
 
@@ -29,7 +29,8 @@ class ResponseVerifier:
         self._math = MathVerifier(config.math_timeout_s)
         self._choice = ChoiceVerifier()
         limits = Limits(wall_s=config.code_wall_s, cpu_s=config.code_cpu_s, memory_mb=config.code_memory_mb)
-        self._code = CodeVerifier(config.code_max_tests, limits)
+        # Without root there is no sandbox: code answers are then scored 0 with that reason, never run unisolated.
+        self._code = CodeVerifier(config.code_max_tests, limits) if sandbox_available() else None
 
     def _verifier_for(self, query: Query) -> Verifier | None:
         if query.category is Category.math:
@@ -46,9 +47,11 @@ class ResponseVerifier:
             return Verdict(0.0, STRUCTURE_VERIFIER, {"response_chars": len(response)}, failure=parsed.failure)
         verifier = self._verifier_for(query)
         if verifier is None:
-            return Verdict(0.0, "none", {"category": query.category.value}, failure="no_verifier_for_category")
+            failure = "sandbox_unavailable" if query.category is Category.code else "no_verifier_for_category"
+            return Verdict(0.0, "none", {"category": query.category.value}, failure=failure)
         return verifier.verify(query, parsed.answer)
 
     def close(self) -> None:
         self._math.close()
-        self._code.close()
+        if self._code is not None:
+            self._code.close()

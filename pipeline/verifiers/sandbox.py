@@ -214,11 +214,16 @@ def _zygote(conn: Connection) -> None:
         conn.send(_zygote_run(code, stdin, limits))
 
 
+def sandbox_available() -> bool:
+    """Namespaces and the switch to uid 65534 need root."""
+    return os.geteuid() == 0
+
+
 class Sandbox:
     """`run(code, stdin)` executes Python source in isolation and returns what it printed and how it ended."""
 
     def __init__(self, limits: Limits = Limits()):
-        if os.geteuid() != 0:
+        if not sandbox_available():
             raise SandboxUnavailable("the sandbox needs root to create namespaces and switch to an unprivileged uid")
         self.limits = limits
         ctx = mp.get_context("spawn")
