@@ -1,4 +1,7 @@
-"""Multiple-choice answers (science, ARC-style): the chosen letter, extracted, must equal the reference letter."""
+"""Multiple-choice answers (science, ARC-style): the chosen label, extracted, must equal the reference label.
+
+Labels are letters A–J or, as in a few ARC questions, digits 1–9.
+"""
 
 from __future__ import annotations
 
@@ -9,23 +12,25 @@ from pipeline.schema import Query
 from pipeline.verifiers.base import Verdict
 
 # Most explicit first: a boxed letter, "answer is (B)", "Answer: B", then a lone letter as the whole answer.
+_LABEL = r"([A-J1-9])"
 _PATTERNS = [
-    re.compile(r"answer\s*(?:is|:)?\s*[:\-]?\s*\(?\**([A-J])\b", re.IGNORECASE),
-    re.compile(r"^\s*\(?([A-J])[\).:]?\s*$"),
-    re.compile(r"^\s*\(?([A-J])[\).:]\s"),
+    re.compile(r"answer\s*(?:is|:)?\s*[:\-]?\s*\(?\**" + _LABEL + r"\b", re.IGNORECASE),
+    re.compile(r"^\s*\(?" + _LABEL + r"[\).:]?\s*$", re.IGNORECASE),
+    re.compile(r"^\s*\(?" + _LABEL + r"[\).:]\s", re.IGNORECASE),
 ]
+_LABELS = set("ABCDEFGHIJ123456789")
 
 
 def is_choice_reference(query: Query) -> bool:
     answer = (query.reference or {}).get("answer", "")
-    return isinstance(answer, str) and len(answer.strip()) == 1 and answer.strip().upper() in "ABCDEFGHIJ"
+    return isinstance(answer, str) and answer.strip().upper() in _LABELS
 
 
 def extract_choice(answer: str) -> str | None:
     boxed = last_boxed(answer)
     if boxed is not None:
-        letter = re.sub(r"\\text\{|[{}()\s.]", "", boxed)
-        return letter.upper() if len(letter) == 1 and letter.isalpha() else None
+        label = re.sub(r"\\text\{|[{}()\s.]", "", boxed).upper()
+        return label if label in _LABELS else None
     for pattern in _PATTERNS:
         matches = pattern.findall(answer)
         if matches:
