@@ -20,7 +20,7 @@ def can_verify(query: Query) -> bool:
     if query.category is Category.math:
         return True
     if query.category is Category.code:
-        return sandbox_available() and (query.reference or {}).get("language", "python") == "python"
+        return sandbox_available() and (query.reference or {}).get("language", "python") in ("python", "cpp")
     return query.category is Category.science and is_choice_reference(query)
 
 

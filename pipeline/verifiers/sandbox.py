@@ -192,7 +192,7 @@ def _zygote_run(code: str, stdin: bytes, limits: Limits) -> RunResult:
 # Imported once in the zygote, so every run finds them loaded: faster, and available even where the interpreter's
 # own files are unreadable to uid 65534 (a Python installed under /root, as on this project's CI machines).
 PRELOADED_MODULES = (
-    "array bisect collections copy dataclasses datetime decimal enum fractions functools hashlib heapq io "
+    "array base64 bisect collections copy dataclasses datetime decimal enum fractions functools hashlib heapq io "
     "itertools json math operator random re statistics string sys textwrap traceback typing unicodedata"
 ).split()
 

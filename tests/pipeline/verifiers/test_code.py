@@ -89,6 +89,7 @@ def test_partial_credit_is_the_fraction_of_tests_passed(verifier):
         pytest.param("```\nprint(1)\n```", "print(1)\n", id="bare-fence"),
         pytest.param("```py\nx=1\n```\nthen\n```python\nprint(2)\n```", "print(2)\n", id="last-block-wins"),
         pytest.param("print(1)", None, id="no-fence"),
+        pytest.param("```cpp\nint main(){}\n```", None, id="other-language"),
     ],
 )
 def test_extract_program(answer, program):
@@ -98,3 +99,25 @@ def test_extract_program(answer, program):
 def test_answer_without_code_scores_zero(verifier):
     query, _ = mbpp_queries(1)[0]
     assert verifier.verify(query, "I would loop over it.").failure == "no_code_extracted"
+
+
+CPP_ACL = '#include <iostream>\nint main() {\n  int k; std::cin >> k;\n  for (int i = 0; i < k; ++i) std::cout << "ACL";\n  std::cout << "\\n";\n}\n'
+
+
+def cpp_query() -> Query:
+    return Query.model_validate(
+        {"category": "code", "prompt": "Print ACL K times.", "reference": {"language": "cpp", "tests": {
+            "kind": "stdio", "cases": [{"input": "3\n", "output": "ACLACLACL\n"}, {"input": "1\n", "output": "ACL\n"}]}}}
+    )
+
+
+def test_cpp_is_compiled_once_and_run_per_stdio_test(verifier):
+    verdict = verifier.verify(cpp_query(), f"```cpp\n{CPP_ACL}```")
+    assert verdict.score == 1.0, verdict.details
+    wrong = verifier.verify(cpp_query(), f"```cpp\n{CPP_ACL.replace('i < k', 'i <= k')}```")
+    assert wrong.score == 0.0 and wrong.failure == "tests_failed"
+
+
+def test_cpp_compile_error_is_reported(verifier):
+    verdict = verifier.verify(cpp_query(), "```cpp\nint main( {\n```")
+    assert verdict.failure == "compile_error" and "error" in verdict.details["compiler"]
