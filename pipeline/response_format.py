@@ -2,8 +2,8 @@
 
 Teachers answer in different shapes: AM-Thinking-v1 writes both tags (`think_answer`); DeepSeek-R1 and Qwen3 write
 `<think>…</think>` followed by a bare answer (`think_then_answer`); a plain instruct model such as the embedded
-SmolLM2 writes neither (`plain`): its last non-empty line is taken as the answer and what precedes it as the
-reasoning. `parse_response` maps each configured shape onto (think, answer), and `format_response`
+SmolLM2 writes neither (`plain`): its last code block and what follows it, or else its last non-empty line, is
+taken as the answer, and what precedes it as the reasoning. `parse_response` maps each configured shape onto (think, answer), and `format_response`
 writes the canonical assistant turn that samples store. Parsing never raises on model output: a malformed response
 comes back with a reason code.
 """
@@ -54,11 +54,18 @@ def parse_response(text: str, response_format: ResponseFormat = "think_answer") 
     return ParsedResponse(think, answer, None)
 
 
+_LAST_CODE_BLOCK = re.compile(r"```[\w+#-]*[ \t]*\n.*?```(?!.*```)", re.DOTALL)
+
+
 def _parse_plain(text: str) -> ParsedResponse:
     lines = text.strip().splitlines()
     if not lines:
         return ParsedResponse("", "", "empty_response")
-    think, answer = "\n".join(lines[:-1]).strip(), lines[-1].strip()
+    code = _LAST_CODE_BLOCK.search(text)
+    if code is not None:
+        think, answer = text[: code.start()].strip(), text[code.start() :].strip()
+    else:
+        think, answer = "\n".join(lines[:-1]).strip(), lines[-1].strip()
     if not think:
         return ParsedResponse("", answer, "empty_think")
     return ParsedResponse(think, answer, None)

@@ -19,6 +19,10 @@ from pipeline.response_format import format_response, parse_response
         pytest.param("<think>a</think>\nThe answer is 4", "think_then_answer", "a", "The answer is 4", None, id="r1-style"),
         pytest.param("step 1\nstep 2\nThe answer is 4", "plain", "step 1\nstep 2", "The answer is 4", None, id="plain"),
         pytest.param("4", "plain", "", "", "empty_think", id="plain-one-line"),
+        pytest.param(
+            "I loop.\n```python\ndef f():\n    pass\n```\nDone.", "plain",
+            "I loop.", "```python\ndef f():\n    pass\n```\nDone.", None, id="plain-code-block",
+        ),
         pytest.param("  \n ", "plain", "", "", "empty_response", id="plain-empty"),
     ],
 )
