@@ -232,6 +232,10 @@ class Sandbox:
         self._process.start()
         child.close()
 
+    @property
+    def zygote_pid(self) -> int:
+        return self._process.pid
+
     def run(self, code: str, stdin: bytes = b"", limits: Limits | None = None) -> RunResult:
         self._conn.send((code, stdin, limits or self.limits))
         return self._conn.recv()

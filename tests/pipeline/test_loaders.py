@@ -92,7 +92,6 @@ def test_arc_lists_choices_and_keeps_the_letter():
 
 
 def test_humaneval_from_the_pypi_package():
-    import gzip
     import importlib.util
     from pathlib import Path
 
