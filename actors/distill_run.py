@@ -28,13 +28,14 @@ from typing import Any
 import ray
 from tqdm import tqdm
 
+from actors.inputs import read_raw_rows
 from actors.teacher import TeacherStage
 from actors.verifier_pool import VerifierPool
 from pipeline.config import ConfigError, DistillConfig, RayConfig, TeacherConfig
-from pipeline.loaders import parse_jsonl_file, parsed_row, to_query, source_name
+from pipeline.loaders import parse_json_line, parsed_row
 from pipeline.resources import INGEST_CPUS_PER_TASK, plan_resources, stage_resources
 from pipeline.schema import ATTEMPT_SCHEMA, QUERY_SCHEMA, REJECT_SCHEMA, SAMPLE_SCHEMA, Reject
-from pipeline.storage import ShardWriter, Store, arrow_filesystem, filesystem, new_run_tag
+from pipeline.storage import ShardWriter, Store, new_run_tag
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
@@ -141,7 +142,11 @@ def ingest(config: DistillConfig, store: Store, config_hash: str, progress: bool
     preserve = ctx.execution_options.preserve_order
     ctx.execution_options.preserve_order = True  # `input.limit` takes the first N valid rows, deterministically
     try:
-        dataset = _read_inputs(config)
+        max_bytes = config.input.max_row_bytes
+        dataset = read_raw_rows(config.input.paths, config.storage_options).map(
+            lambda row: parsed_row(row["origin"], parse_json_line(row["raw"], row["source"], max_bytes)),
+            num_cpus=INGEST_CPUS_PER_TASK,
+        )
         tag = new_run_tag()
         queries = ShardWriter(store, "queries", QUERY_SCHEMA, 4096, config.flush_seconds, tag)
         rejects = ShardWriter(store, "rejects", REJECT_SCHEMA, 4096, config.flush_seconds, tag)
@@ -177,31 +182,6 @@ def ingest(config: DistillConfig, store: Store, config_hash: str, progress: bool
     counts = {"queries": len(seen), "rejected": dict(reasons), "rows_read": len(seen) + sum(reasons.values())}
     store.write_text("queries/_SUCCESS", json.dumps(counts))
     return counts
-
-
-def _read_inputs(config: DistillConfig) -> ray.data.Dataset:
-    datasets = []
-    for path in config.input.paths:
-        fs, fs_path = filesystem(path, config.storage_options)
-        if fs_path.endswith(".parquet"):
-            source = source_name(path)
-            datasets.append(
-                ray.data.read_parquet(fs_path, filesystem=arrow_filesystem(fs), ray_remote_args=_ingest_args()).map(
-                    lambda row, source=source, path=path: parsed_row(f"{path}#row", to_query(row, source)),
-                    num_cpus=INGEST_CPUS_PER_TASK,
-                )
-            )
-        else:
-            max_bytes = config.input.max_row_bytes
-            datasets.append(
-                ray.data.read_binary_files(
-                    fs_path, filesystem=arrow_filesystem(fs), include_paths=True, ray_remote_args=_ingest_args()
-                ).flat_map(
-                    lambda file, path=path: parse_jsonl_file(path, file["bytes"], max_bytes),
-                    num_cpus=INGEST_CPUS_PER_TASK,
-                )
-            )
-    return datasets[0] if len(datasets) == 1 else datasets[0].union(*datasets[1:])
 
 
 def _ingest_args() -> dict[str, Any]:

@@ -12,10 +12,11 @@ import ray
 from tqdm import tqdm
 
 from actors.distill_run import connect_ray
+from actors.inputs import read_raw_rows
 from actors.verify_stage import VerifyStage
 from pipeline.config import VerifyJobConfig
-from pipeline.resources import INGEST_CPUS_PER_TASK, local_cluster_cpus
-from pipeline.storage import arrow_filesystem, filesystem
+from pipeline.resources import local_cluster_cpus
+from pipeline.storage import filesystem
 from pipeline.verifiers.audit import output_record
 
 
@@ -23,7 +24,7 @@ def run_verify(inputs: list[str], output: str, config: VerifyJobConfig, progress
     connect_ray(config.ray, local_cluster_cpus(config.verifiers.replicas * config.verifiers.num_cpus, config.ray))
     ctx = ray.data.DataContext.get_current()
     ctx.execution_options.preserve_order = True  # output rows line up with input rows
-    dataset = _read(inputs, config).map_batches(
+    dataset = read_raw_rows(inputs, config.storage_options).map_batches(
         VerifyStage,
         fn_constructor_kwargs={"config": config.model_dump(mode="json")},
         batch_size=16,
@@ -52,28 +53,3 @@ def run_verify(inputs: list[str], output: str, config: VerifyJobConfig, progress
     else:
         pq.write_table(pa.Table.from_pylist(rows), out_path, filesystem=out_fs)
     return {"rows": sum(failures.values()), "outcomes": dict(failures), "output": output}
-
-
-def _read(inputs: list[str], config: VerifyJobConfig) -> ray.data.Dataset:
-    datasets = []
-    for path in inputs:
-        fs, fs_path = filesystem(path, config.storage_options)
-        if fs_path.endswith(".parquet"):
-            datasets.append(
-                ray.data.read_parquet(fs_path, filesystem=arrow_filesystem(fs)).map(
-                    lambda row, path=path: {"origin": f"{path}#row", "raw": json.dumps(row, default=str).encode()},
-                    num_cpus=INGEST_CPUS_PER_TASK,
-                )
-            )
-        else:
-            datasets.append(
-                ray.data.read_binary_files(fs_path, filesystem=arrow_filesystem(fs)).flat_map(
-                    lambda file, path=path: [
-                        {"origin": f"{path}:{n}", "raw": line}
-                        for n, line in enumerate(file["bytes"].split(b"\n"), start=1)
-                        if line.strip()
-                    ],
-                    num_cpus=INGEST_CPUS_PER_TASK,
-                )
-            )
-    return datasets[0] if len(datasets) == 1 else datasets[0].union(*datasets[1:])

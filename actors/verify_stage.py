@@ -7,7 +7,6 @@ from typing import Any
 import numpy as np
 
 from pipeline.config import VerifyJobConfig
-from pipeline.loaders import source_name
 from pipeline.verifiers.audit import score_row
 from pipeline.verifiers.dispatch import ResponseVerifier
 
@@ -19,8 +18,8 @@ class VerifyStage:
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, list]:
         rows = [
-            score_row(raw, origin, source_name(origin.rsplit(":", 1)[0]), self._verifier, self._config.response_format)
-            for raw, origin in zip(batch["raw"], batch["origin"])
+            score_row(raw, origin, source, self._verifier, self._config.response_format)
+            for raw, origin, source in zip(batch["raw"], batch["origin"], batch["source"])
         ]
         return {key: [row[key] for row in rows] for key in rows[0]} if rows else {}
 

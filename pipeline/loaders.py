@@ -282,15 +282,24 @@ def parsed_row(origin: str, result: Query | RowError) -> dict[str, Any]:
     return {"origin": origin, "query": json.dumps(result.to_row()), "reason": None, "detail": None, "raw": None}
 
 
-def parse_jsonl_file(path: str, data: bytes, max_row_bytes: int = MAX_ROW_BYTES) -> list[dict[str, Any]]:
-    """Every non-blank line of a JSONL file, in order, as an ingest row whose origin is `path:line`."""
+def jsonl_lines(path: str, data: bytes) -> list[dict[str, Any]]:
+    """Every non-blank line of a JSONL file (gzipped or not), in order: its origin `path:line`, its bytes and the
+    file's source name. The one way input files are split into rows, for every job."""
     if path.endswith(".gz"):
         import gzip
 
         data = gzip.decompress(data)
     source = source_name(path)
     return [
-        parsed_row(f"{path}:{number}", parse_json_line(line, source, max_row_bytes))
+        {"origin": f"{path}:{number}", "raw": line, "source": source}
         for number, line in enumerate(data.split(b"\n"), start=1)
         if line.strip()
+    ]
+
+
+def parse_jsonl_file(path: str, data: bytes, max_row_bytes: int = MAX_ROW_BYTES) -> list[dict[str, Any]]:
+    """Every non-blank line of a JSONL file, in order, as an ingest row whose origin is `path:line`."""
+    return [
+        parsed_row(line["origin"], parse_json_line(line["raw"], line["source"], max_row_bytes))
+        for line in jsonl_lines(path, data)
     ]

@@ -65,3 +65,16 @@ def test_parquet_output(responses, tmp_path):
     table = pq.read_table(output)
     assert table.num_rows == n_math + 5
     assert {"verify_score", "verifier", "verify_details"} <= set(table.column_names)
+
+
+def test_parquet_input_is_read_like_jsonl(responses, tmp_path):
+    import pyarrow as pa
+
+    path, n_math = responses
+    rows = [json.loads(line) for line in path.read_text().splitlines()[:n_math]]
+    parquet = tmp_path / "responses.parquet"
+    pq.write_table(pa.Table.from_pylist(rows), parquet)
+    output = tmp_path / "scored.jsonl"
+    run_verify(parquet, output)
+    scored = [json.loads(line) for line in output.read_text().splitlines()]
+    assert [r["verify_score"] for r in scored] == [1.0, 0.0] * (n_math // 2)
