@@ -92,7 +92,7 @@ def run_distill(config: DistillConfig, progress: bool = True, engine_class: str 
 
     started = time.monotonic()
     input_counts = ingest(config, store, config_hash, progress)
-    verifiers = VerifierPool.start(config.verifiers)
+    verifiers = VerifierPool.start(config.verifiers, config.judge)
     try:
         # Teachers run side by side, each its own Ray Data pipeline over the same queries and its own dataset.
         with ThreadPoolExecutor(max_workers=len(config.teachers)) as pool:

@@ -1,4 +1,4 @@
-"""A teacher behind an OpenAI-compatible HTTP endpoint (vLLM server, Ray Serve, hosted API).
+"""A model (teacher or judge) behind an OpenAI-compatible HTTP endpoint (vLLM server, Ray Serve, hosted API).
 
 Concurrency is bounded per actor, requests can be rate limited, and transient failures (429, 5xx, timeouts,
 connection errors) are retried with exponential backoff by the `openai` client. A request the server refuses outright
@@ -11,23 +11,23 @@ import asyncio
 import os
 import time
 
-from pipeline.config import OpenAIEngineConfig, SamplingConfig, TeacherConfig
+from pipeline.config import OpenAIEngineConfig, SamplingConfig, ServedModel
 from pipeline.engine import Candidate, RequestFailed
 from pipeline.schema import Message
 
 
 class OpenAIEngine:
-    def __init__(self, teacher: TeacherConfig):
+    def __init__(self, served: ServedModel):
         import openai
 
-        config = teacher.engine
+        config = served.engine
         assert isinstance(config, OpenAIEngineConfig)
         api_key = os.environ.get(config.api_key_env, "") if config.api_key_env else "none"
         self._client = openai.AsyncOpenAI(
             base_url=config.base_url, api_key=api_key or "none", max_retries=config.max_retries,
             timeout=config.timeout_s,
         )
-        self._model = teacher.model
+        self._model = served.model
         self._slots = asyncio.Semaphore(config.max_concurrency)
         self._interval = 1.0 / config.requests_per_s if config.requests_per_s else 0.0
         self._next_start = 0.0

@@ -8,13 +8,13 @@ engine that dies takes the actor down, and Ray restarts it.
 from __future__ import annotations
 
 import asyncio
-import importlib
 import json
 import time
 from typing import Any
 
 import numpy as np
 
+from actors.engines import build_engine
 from actors.metrics import DistillMetrics
 from actors.verifier_pool import VerifierPool
 from pipeline.config import TeacherConfig
@@ -22,10 +22,6 @@ from pipeline.engine import Engine
 from pipeline.regenerate import Outcome, distill_query
 from pipeline.schema import Query, Reject
 from pipeline.verifiers.base import Verdict
-from pipeline.verifiers.dispatch import can_verify
-
-
-ENGINES = {"vllm": "actors.vllm_engine:VLLMEngine", "openai": "actors.openai_engine:OpenAIEngine"}
 
 
 class TeacherStage:
@@ -35,9 +31,7 @@ class TeacherStage:
         self._teacher = TeacherConfig.model_validate(teacher)
         self._verifiers = verifiers
         self._config_hash = config_hash
-        # `engine_class` overrides the configured engine (the simulated engine of the benchmarks).
-        module, _, name = (engine_class or ENGINES[self._teacher.engine.kind]).partition(":")
-        self._engine: Engine = getattr(importlib.import_module(module), name)(self._teacher)
+        self._engine: Engine = build_engine(self._teacher, engine_class)
         # Wall-clock time the engine could take requests: throughput is measured from here, not from cluster start.
         self._ready_at = time.time()
         self._metrics = DistillMetrics(self._teacher.name)
@@ -55,7 +49,7 @@ class TeacherStage:
         return {**encode_outcomes(outcomes), "engine_ready_at": [self._ready_at] * len(outcomes)}
 
     async def _distill(self, query: Query) -> Outcome:
-        if not can_verify(query):
+        if not self._verifiers.can_verify(query):
             # Generating what nothing can verify would only burn engine time.
             reject = Reject(
                 id=query.id, origin=query.source or "", stage="distill", teacher=self._teacher.name,

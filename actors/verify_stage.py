@@ -1,29 +1,31 @@
-"""Ray Data stage for `jobs.verify`: a pool of CPU actors, each owning a `ResponseVerifier` (and its child process)."""
+"""Ray Data stage for `jobs.verify`: parses rows and sends each response to the verifier pool (CPU checkers, and
+judge actors when a judge is configured). The stage itself is light; the pool does the work."""
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import numpy as np
 
-from pipeline.config import VerifyJobConfig
+from actors.verifier_pool import VerifierPool
+from pipeline.response_format import ResponseFormat
+from pipeline.schema import Query
 from pipeline.verifiers.audit import score_row
-from pipeline.verifiers.dispatch import ResponseVerifier
+from pipeline.verifiers.base import Verdict
 
 
 class VerifyStage:
-    def __init__(self, config: dict[str, Any]):
-        self._config = VerifyJobConfig.model_validate(config)
-        self._verifier = ResponseVerifier(self._config.verifiers)
+    def __init__(self, verifiers: VerifierPool, response_format: ResponseFormat):
+        self._verifiers = verifiers
+        self._response_format = response_format
 
-    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, list]:
-        rows = [
-            score_row(raw, origin, source, self._verifier, self._config.response_format)
+    async def _verify(self, query: Query, response: str) -> Verdict:
+        return Verdict.from_dict(await self._verifiers.verify(query, response, self._response_format))
+
+    async def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, list]:
+        rows: list[dict[str, Any]] = await asyncio.gather(*(
+            score_row(raw, origin, source, self._verify)
             for raw, origin, source in zip(batch["raw"], batch["origin"], batch["source"])
-        ]
+        ))
         return {key: [row[key] for row in rows] for key in rows[0]} if rows else {}
-
-    def __del__(self):
-        verifier = getattr(self, "_verifier", None)
-        if verifier is not None:
-            verifier.close()

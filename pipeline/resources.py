@@ -1,4 +1,4 @@
-"""Resource arithmetic for a distillation run, in one place, readable before anything starts."""
+"""Resource arithmetic for distill and verify runs, in one place, readable before anything starts."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import math
 import os
 from dataclasses import dataclass
 
-from pipeline.config import DistillConfig, EngineConfig, RayConfig
+from pipeline.config import DistillConfig, EngineConfig, RayConfig, ServedModel, VerifyJobConfig
 
 # Reading and parsing are light; they must never starve the engines of a small cluster.
 INGEST_CPUS_PER_TASK = 0.25
@@ -19,10 +19,15 @@ class ResourcePlan:
     teacher_cpus: float  # all replicas of all teachers
     teacher_gpus: float
     verifier_cpus: float
+    judge_cpus: float
+    judge_gpus: float
     local_cluster_cpus: int  # logical CPUs to give a local cluster
 
     def describe(self) -> str:
-        return f"teachers: {self.teacher_cpus:g} CPU, {self.teacher_gpus:g} GPU; verifiers: {self.verifier_cpus:g} CPU"
+        text = f"teachers: {self.teacher_cpus:g} CPU, {self.teacher_gpus:g} GPU; verifiers: {self.verifier_cpus:g} CPU"
+        if self.judge_cpus or self.judge_gpus:
+            text += f"; judge: {self.judge_cpus:g} CPU, {self.judge_gpus:g} GPU"
+        return text
 
 
 def stage_resources(engine: EngineConfig) -> tuple[float, float]:
@@ -30,13 +35,21 @@ def stage_resources(engine: EngineConfig) -> tuple[float, float]:
     return engine.num_cpus, getattr(engine, "num_gpus", 0.0)
 
 
-def plan_resources(config: DistillConfig, host_cpus: int | None = None) -> ResourcePlan:
-    per_replica = [(stage_resources(t.engine), t.engine.replicas) for t in config.teachers]
-    teacher_cpus = sum(cpus * replicas for (cpus, _), replicas in per_replica)
-    teacher_gpus = sum(gpus * replicas for (_, gpus), replicas in per_replica)
+def plan_resources(config: DistillConfig | VerifyJobConfig, host_cpus: int | None = None) -> ResourcePlan:
+    teacher_cpus, teacher_gpus = _pool_resources(getattr(config, "teachers", []))
+    judge_cpus, judge_gpus = _pool_resources([config.judge] if config.judge else [])
     verifier_cpus = config.verifiers.num_cpus * config.verifiers.replicas
-    local = local_cluster_cpus(teacher_cpus + verifier_cpus, config.ray, host_cpus)
-    return ResourcePlan(teacher_cpus, teacher_gpus, verifier_cpus, local)
+    local = local_cluster_cpus(teacher_cpus + verifier_cpus + judge_cpus, config.ray, host_cpus)
+    return ResourcePlan(teacher_cpus, teacher_gpus, verifier_cpus, judge_cpus, judge_gpus, local)
+
+
+def _pool_resources(models: list[ServedModel]) -> tuple[float, float]:
+    """(CPUs, GPUs) of all replicas of these engines."""
+    per_replica = [(stage_resources(m.engine), m.engine.replicas) for m in models]
+    return (
+        sum(cpus * replicas for (cpus, _), replicas in per_replica),
+        sum(gpus * replicas for (_, gpus), replicas in per_replica),
+    )
 
 
 def local_cluster_cpus(actor_cpus: float, ray_config: RayConfig, host_cpus: int | None = None) -> int:

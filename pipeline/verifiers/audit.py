@@ -7,20 +7,20 @@ that cannot be read as one still comes out, with score 0 and the reason, so outp
 from __future__ import annotations
 
 import json
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from pipeline.loaders import RowError, to_query
-from pipeline.response_format import ResponseFormat
+from pipeline.schema import Query
 from pipeline.verifiers.base import Verdict
-from pipeline.verifiers.dispatch import ResponseVerifier
 
 INPUT_VERIFIER = "input/1"
 
 
-def score_row(
-    raw: bytes, origin: str, source: str, verifier: ResponseVerifier, response_format: ResponseFormat
+async def score_row(
+    raw: bytes, origin: str, source: str, verify: Callable[[Query, str], Awaitable[Verdict]]
 ) -> dict[str, Any]:
-    """`raw` is one JSON object (a JSONL line or a Parquet row dumped to JSON)."""
+    """`raw` is one JSON object (a JSONL line or a Parquet row dumped to JSON); `verify` scores a full response."""
     record: Any = None
     try:
         record = json.loads(raw.decode("utf-8"))
@@ -35,7 +35,7 @@ def score_row(
     query = to_query({k: v for k, v in record.items() if k != "response"}, source)
     if isinstance(query, RowError):
         return _out(origin, record, _bad_row(query.reason, query.detail, None))
-    return _out(origin, record, verifier.verify(query, response, response_format))
+    return _out(origin, record, await verify(query, response))
 
 
 def _bad_row(reason: str, detail: str, raw: str | None) -> Verdict:

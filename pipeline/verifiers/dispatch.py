@@ -1,4 +1,8 @@
-"""Checks a full response: the paper's structure first, then the verifier for the query's category."""
+"""Checks a full response: the paper's structure first, then the verifier for the query's category.
+
+Programs check math, code, instruction following and multiple-choice science here; the rest goes to the LLM judge
+(`pipeline.verifiers.judge`), which runs in its own actors because it needs a model.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +13,7 @@ from pipeline.verifiers.base import Verdict, Verifier
 from pipeline.verifiers.choice import ChoiceVerifier, is_choice_reference
 from pipeline.verifiers.code import CodeVerifier
 from pipeline.verifiers.instructions import InstructionVerifier
+from pipeline.verifiers.judge import needs_judge
 from pipeline.verifiers.math import MathVerifier
 from pipeline.verifiers.sandbox import Limits, sandbox_available
 from pipeline.verifiers.structure import check_structure
@@ -16,13 +21,22 @@ from pipeline.verifiers.structure import check_structure
 STRUCTURE_VERIFIER = "structure/1"
 
 
-def can_verify(query: Query) -> bool:
-    """Whether a verifier exists for this query; generating for one that has none only burns engine time."""
+def can_verify(query: Query, judge: bool) -> bool:
+    """Whether a verifier exists for this query (`judge`: one is configured); generating for one that has none only
+    burns engine time."""
     if query.category in (Category.math, Category.instruction_following):
         return True
     if query.category is Category.code:
         return sandbox_available() and (query.reference or {}).get("language", "python") in ("python", "cpp")
-    return query.category is Category.science and is_choice_reference(query)
+    return judge if needs_judge(query) else is_choice_reference(query)
+
+
+def check_structure_first(response: str, response_format: ResponseFormat) -> tuple[str, Verdict | None]:
+    """The answer part, and the failing verdict when the response's structure is broken."""
+    parsed = check_structure(response, response_format)
+    if not parsed.ok:
+        return "", Verdict(0.0, STRUCTURE_VERIFIER, {"response_chars": len(response)}, failure=parsed.failure)
+    return parsed.answer, None
 
 
 class ResponseVerifier:
@@ -46,14 +60,14 @@ class ResponseVerifier:
         return None
 
     def verify(self, query: Query, response: str, response_format: ResponseFormat) -> Verdict:
-        parsed = check_structure(response, response_format)
-        if not parsed.ok:
-            return Verdict(0.0, STRUCTURE_VERIFIER, {"response_chars": len(response)}, failure=parsed.failure)
+        answer, broken = check_structure_first(response, response_format)
+        if broken is not None:
+            return broken
         verifier = self._verifier_for(query)
         if verifier is None:
             failure = "sandbox_unavailable" if query.category is Category.code else "no_verifier_for_category"
             return Verdict(0.0, "none", {"category": query.category.value}, failure=failure)
-        return verifier.verify(query, parsed.answer)
+        return verifier.verify(query, answer)
 
     def close(self) -> None:
         self._math.close()

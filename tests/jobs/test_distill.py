@@ -30,7 +30,7 @@ BAD_LINES = [
     '{"category": "math", "prompt": "What is 1 + 1?"}',  # math without a reference
     json.dumps(EASY_MATH[0]),  # duplicate id
 ]
-CHAT = {"id": "chat-1", "category": "chat", "prompt": "Say hello."}  # no verifier for chat yet
+CHAT = {"id": "chat-1", "category": "chat", "prompt": "Say hello."}  # no judge configured: nothing verifies it
 
 
 @pytest.fixture(scope="module")

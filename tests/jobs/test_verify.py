@@ -35,9 +35,9 @@ def responses(tmp_path_factory):
     return path, len(rows)
 
 
-def run_verify(inputs, output):
+def run_verify(inputs, output, *args):
     result = subprocess.run(
-        [sys.executable, "-m", "jobs.verify", "--input", str(inputs), "--output", str(output), "--no-progress"],
+        [sys.executable, "-m", "jobs.verify", "--input", str(inputs), "--output", str(output), "--no-progress", *args],
         cwd=REPO, capture_output=True, text=True, timeout=600,
     )
     assert result.returncode == 0, result.stderr[-3000:]
@@ -79,3 +79,44 @@ def test_parquet_input_is_read_like_jsonl(responses, tmp_path):
     run_verify(parquet, output)
     scored = [json.loads(line) for line in output.read_text().splitlines()]
     assert [r["verify_score"] for r in scored] == [1.0, 0.0] * (n_math // 2)
+
+
+JUDGE_CONFIG = """
+judge:
+  model: smollm2-135m-instruct
+  engine: {max_model_len: 2048, enforce_eager: true, cpu_kv_cache_gib: 1}
+  sampling: {temperature: 0.0, max_tokens: 128}
+  max_retries: 1
+"""
+
+
+def test_chat_general_and_free_form_science_go_to_the_llm_judge(tmp_path):
+    arena = json.loads(shared_file("queries/arena_hard_v0.1_questions.jsonl").read_text().splitlines()[0])
+    free_science = {"id": "fall", "category": "science", "prompt": "Why do objects fall to the ground?",
+                    "reference": {"answer": "Gravity pulls masses toward each other."}}
+    rows = [
+        {**arena, "response": format_response("the user asks for help", "Here is a careful answer.")},
+        {**free_science, "response": format_response("physics", "Gravity: the Earth attracts them.")},
+        {"id": "hi", "category": "chat", "prompt": "Say hello.", "response": format_response("greet", "Hello!")},
+        {**free_science, "response": "<think>never closed"},
+    ]
+    path = tmp_path / "free_form.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    config = tmp_path / "judge.yaml"
+
+    without_judge = run_verify(path, tmp_path / "unjudged.jsonl")
+    assert without_judge["outcomes"] == {"no_verifier_for_category": 3, "missing_think_close": 1}
+
+    config.write_text(JUDGE_CONFIG)
+    summary = run_verify(path, tmp_path / "judged.jsonl", "--config", str(config))
+    judged = [json.loads(line) for line in (tmp_path / "judged.jsonl").read_text().splitlines()]
+    assert summary["rows"] == 4
+    assert [r["verifier"] for r in judged] == ["llm-judge/1"] * 3 + ["structure/1"], "structure is checked first"
+    for row in judged[:3]:
+        details = json.loads(row["verify_details"])
+        assert 0.0 <= row["verify_score"] <= 1.0
+        # SmolLM2-135M is a weak judge: either it graded (and its reply is kept) or it failed after the retry.
+        if details["failure"] is None:
+            assert "judge_reply" in details and details["judge_score"] == pytest.approx(row["verify_score"] * 10)
+        else:
+            assert details["failure"] == "judge_unparseable" and len(details["replies"]) == 2
