@@ -14,6 +14,7 @@ from pipeline.response_format import format_response, parse_response
         pytest.param("<think>a</think><answer>b", "think_answer", "", "", "missing_answer_close", id="unclosed-answer"),
         pytest.param("<think>a", "think_answer", "", "", "missing_think_close", id="unclosed-think"),
         pytest.param("just text", "think_answer", "", "", "missing_think", id="no-tags"),
+        pytest.param("", "think_answer", "", "", "missing_think", id="empty-response"),
         pytest.param("<think> </think><answer>b</answer>", "think_answer", "", "", "empty_think", id="empty-think"),
         pytest.param("<think>a</think><answer></answer>", "think_answer", "", "", "empty_answer", id="empty-answer"),
         pytest.param("<think>a</think>\nThe answer is 4", "think_then_answer", "a", "The answer is 4", None, id="r1-style"),
