@@ -17,28 +17,24 @@ the rows not yet committed, which it then generates again.
 from __future__ import annotations
 
 import json
-import os
 import time
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import ray
 from tqdm import tqdm
 
+from actors.cluster import connect_ray
 from actors.inputs import read_raw_rows
 from actors.teacher import TeacherStage
 from actors.verifier_pool import VerifierPool
-from pipeline.config import ConfigError, DistillConfig, RayConfig, TeacherConfig
+from pipeline.config import DistillConfig, TeacherConfig
 from pipeline.loaders import parse_json_line, parsed_row
 from pipeline.resources import INGEST_CPUS_PER_TASK, plan_resources, stage_resources
 from pipeline.schema import ATTEMPT_SCHEMA, QUERY_SCHEMA, REJECT_SCHEMA, SAMPLE_SCHEMA, Reject
 from pipeline.storage import ShardWriter, Store, new_run_tag
-
-REPO_ROOT = Path(__file__).resolve().parents[1]
-
 
 @dataclass
 class TeacherReport:
@@ -57,35 +53,10 @@ class TeacherReport:
         return self.generated_tokens / self.generation_s if self.generation_s else 0.0
 
 
-def connect_ray(ray_config: RayConfig, local_cpus: int) -> None:
-    """Join the cluster `ray job submit` gave us, or the configured one; else start a local one with `local_cpus`."""
-    if ray.is_initialized():
-        return
-    address = ray_config.address or os.environ.get("RAY_ADDRESS")
-    if address:
-        ray.init(address=address)
-        return
-    env = {"PYTHONPATH": os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")]))}
-    env.setdefault("VLLM_LOGGING_LEVEL", os.environ.get("VLLM_LOGGING_LEVEL", "WARNING"))
-    context = ray.init(
-        address="local",
-        num_cpus=local_cpus,
-        include_dashboard=ray_config.dashboard,
-        runtime_env={"env_vars": env},
-        log_to_driver=True,
-    )
-    metrics_port = ray._private.worker.global_worker.node.metrics_export_port
-    dashboard = f"dashboard http://{context.dashboard_url}, " if context.dashboard_url else ""
-    print(
-        f"[distillery] local Ray cluster, {local_cpus} CPUs: {dashboard}metrics http://127.0.0.1:{metrics_port}/metrics",
-        flush=True,
-    )
-
-
 def run_distill(config: DistillConfig, progress: bool = True, engine_class: str | None = None) -> dict[str, Any]:
     store = Store(config.output, config.storage_options)
     config_hash = config.config_hash()
-    _claim_output(store, config, config_hash)
+    store.claim(config_hash, config.model_dump(mode="json"))
     plan = plan_resources(config)
     connect_ray(config.ray, plan.local_cluster_cpus)
     print(f"[distillery] config {config_hash}; {plan.describe()}", flush=True)
@@ -112,20 +83,6 @@ def run_distill(config: DistillConfig, progress: bool = True, engine_class: str 
     }
     store.write_text("summary.json", json.dumps(summary, indent=2))
     return summary
-
-
-def _claim_output(store: Store, config: DistillConfig, config_hash: str) -> None:
-    """Refuse to mix two configs in one output folder; resuming the same config is fine."""
-    if store.exists("config.json"):
-        existing = json.loads(store.read_text("config.json"))["config_hash"]
-        if existing != config_hash:
-            raise ConfigError(
-                f"output: {config.output} holds a run with config hash {existing}, this config is {config_hash}; "
-                "use a new output folder"
-            )
-        return
-    payload = {"config_hash": config_hash, "config": config.model_dump(mode="json")}
-    store.write_text("config.json", json.dumps(payload, indent=2))
 
 
 # ---- ingest -------------------------------------------------------------------------------------------------------
@@ -184,10 +141,6 @@ def ingest(config: DistillConfig, store: Store, config_hash: str, progress: bool
     return counts
 
 
-def _ingest_args() -> dict[str, Any]:
-    return {"num_cpus": INGEST_CPUS_PER_TASK}
-
-
 # ---- distill ------------------------------------------------------------------------------------------------------
 
 
@@ -204,7 +157,7 @@ def distill_teacher(
     pending = total - len(done)
     if pending > 0:
         dataset = ray.data.read_parquet(
-            store.path("queries"), filesystem=store.arrow_filesystem(), ray_remote_args=_ingest_args()
+            store.path("queries"), filesystem=store.arrow_filesystem(), num_cpus=INGEST_CPUS_PER_TASK
         )
         if done:
             dataset = dataset.filter(lambda row, done=frozenset(done): row["id"] not in done)

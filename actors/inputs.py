@@ -18,24 +18,44 @@ from pipeline.storage import arrow_filesystem, filesystem
 
 
 def read_raw_rows(paths: list[str], storage_options: dict[str, Any]) -> ray.data.Dataset:
+    """Each path is a JSONL file (gzipped or not), a Parquet file, or a folder of them, as the jobs write them."""
     datasets = []
     for path in paths:
         fs, fs_path = filesystem(path, storage_options)
-        remote_args = {"num_cpus": INGEST_CPUS_PER_TASK}
-        if fs_path.endswith(".parquet"):
-            source = source_name(path)
-            dataset = ray.data.read_parquet(fs_path, filesystem=arrow_filesystem(fs), ray_remote_args=remote_args).map(
-                lambda row, path=path, source=source: {
-                    "origin": f"{path}#row", "raw": json.dumps(_plain(row), default=str).encode(), "source": source,
+        files = _files(path, fs, fs_path)
+        source = source_name(path)
+        read_args = {"filesystem": arrow_filesystem(fs), "include_paths": True, "num_cpus": INGEST_CPUS_PER_TASK}
+        if parquet := [f for f in files if f.endswith(".parquet")]:
+            datasets.append(ray.data.read_parquet(parquet, **read_args).map(
+                lambda row, files=files, source=source: {
+                    "origin": f"{files[row.pop('path')]}#row",
+                    "raw": json.dumps(_plain(row), default=str).encode(),
+                    "source": source,
                 },
                 num_cpus=INGEST_CPUS_PER_TASK,
-            )
-        else:
-            dataset = ray.data.read_binary_files(
-                fs_path, filesystem=arrow_filesystem(fs), ray_remote_args=remote_args
-            ).flat_map(lambda file, path=path: jsonl_lines(path, file["bytes"]), num_cpus=INGEST_CPUS_PER_TASK)
-        datasets.append(dataset)
+            ))
+        if jsonl := [f for f in files if not f.endswith(".parquet")]:
+            datasets.append(ray.data.read_binary_files(jsonl, **read_args).flat_map(
+                lambda file, files=files: jsonl_lines(files[file["path"]], file["bytes"]),
+                num_cpus=INGEST_CPUS_PER_TASK,
+            ))
     return datasets[0] if len(datasets) == 1 else datasets[0].union(*datasets[1:])
+
+
+def _files(path: str, fs, fs_path: str) -> dict[str, str]:
+    """The data files at `path`, each mapped to the name rows cite as their origin. In a folder, names starting with
+    `_` or `.` are skipped at any depth: they are markers and staging areas (`_SUCCESS`, `_staging/`), never data."""
+    if not fs.isdir(fs_path):
+        return {fs_path: path}
+    root = fs_path.rstrip("/")
+    files = {
+        f: path.rstrip("/") + f[len(root):]
+        for f in sorted(fs.find(root))
+        if not any(part.startswith(("_", ".")) for part in f[len(root):].split("/"))
+    }
+    if not files:
+        raise FileNotFoundError(f"{path}: no input files in this folder")
+    return files
 
 
 def _plain(value: Any) -> Any:

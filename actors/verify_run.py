@@ -12,7 +12,7 @@ import pyarrow.parquet as pq
 import ray
 from tqdm import tqdm
 
-from actors.distill_run import connect_ray
+from actors.cluster import connect_ray
 from actors.inputs import read_raw_rows
 from actors.verifier_pool import VerifierPool
 from actors.verify_stage import VerifyStage

@@ -17,7 +17,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from pipeline.config import parse_config
+from pipeline.config import DistillConfig, parse_config
 from pipeline.loaders import parse_jsonl_file
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "queries" / "gsm8k_train.jsonl"
@@ -60,7 +60,7 @@ def main() -> None:
     from actors.distill_run import run_distill
 
     work = Path(tempfile.mkdtemp(prefix="distill-throughput-"))
-    config = parse_config(
+    config = parse_config(DistillConfig, 
         {
             "input": {"paths": [str(DATA)], "limit": args.prompts},
             "output": str(work / "out"),

@@ -15,7 +15,7 @@ import tempfile
 from pathlib import Path
 
 from actors.distill_run import format_summary, run_distill
-from pipeline.config import parse_config
+from pipeline.config import DistillConfig, parse_config
 from pipeline.storage import Store
 
 
@@ -36,7 +36,7 @@ def main() -> None:
             row = {"id": f"sum-{i}", "category": "math", "prompt": f"What is {a} + {b}?", "reference": {"answer": str(a + b)}}
             f.write(json.dumps(row) + "\n")
     stats_path = work / "engine_stats.json"
-    config = parse_config(
+    config = parse_config(DistillConfig, 
         {
             "input": {"paths": [str(work / "sums.jsonl")]},
             "output": str(work / "out"),

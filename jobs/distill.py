@@ -7,7 +7,7 @@
 import argparse
 import sys
 
-from pipeline.config import ConfigError, load_config
+from pipeline.config import ConfigError, DistillConfig, load_config
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -17,16 +17,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-progress", action="store_true", help="no progress bars (logs, CI)")
     args = parser.parse_args(argv)
     try:
-        config = load_config(args.config)
+        config = load_config(DistillConfig, args.config)
         if args.output:
             config = config.model_copy(update={"output": args.output})
-    except ConfigError as err:
+        from actors.distill_run import format_summary, run_distill
+
+        summary = run_distill(config, progress=not args.no_progress)
+    except ConfigError as err:  # also from the run: an output folder holding another config's run
         print(err, file=sys.stderr)
         return 2
-
-    from actors.distill_run import format_summary, run_distill
-
-    summary = run_distill(config, progress=not args.no_progress)
     print(format_summary(summary))
     return 0
 

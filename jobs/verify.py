@@ -10,7 +10,7 @@ import argparse
 import json
 import sys
 
-from pipeline.config import ConfigError, load_verify_config
+from pipeline.config import ConfigError, VerifyJobConfig, load_config
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -21,14 +21,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-progress", action="store_true")
     args = parser.parse_args(argv)
     try:
-        config = load_verify_config(args.config)
+        config = load_config(VerifyJobConfig, args.config)
+        from actors.verify_run import run_verify
+
+        summary = run_verify(args.input, args.output, config, progress=not args.no_progress)
     except ConfigError as err:
         print(err, file=sys.stderr)
         return 2
-
-    from actors.verify_run import run_verify
-
-    print(json.dumps(run_verify(args.input, args.output, config, progress=not args.no_progress), indent=2))
+    print(json.dumps(summary, indent=2))
     return 0
 
 

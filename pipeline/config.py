@@ -9,7 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 from pathlib import Path
-from typing import Annotated, Any, Literal, Union
+from typing import Annotated, Any, Literal, TypeVar, Union
 
 import yaml
 from pydantic import (
@@ -18,6 +18,8 @@ from pydantic import (
 
 from pipeline.response_format import ResponseFormat
 from pipeline.schema import Category
+
+M = TypeVar("M", bound=BaseModel)
 
 
 class ConfigError(ValueError):
@@ -60,7 +62,9 @@ class VLLMEngineConfig(_Strict):
     @model_validator(mode="after")
     def _gpus_cover_tensor_parallelism(self) -> "VLLMEngineConfig":
         if self.num_gpus and self.num_gpus < self.tensor_parallel_size:
-            raise ValueError(f"num_gpus ({self.num_gpus:g}) must cover tensor_parallel_size ({self.tensor_parallel_size})")
+            raise ValueError(
+                f"num_gpus ({self.num_gpus:g}) must cover tensor_parallel_size ({self.tensor_parallel_size})"
+            )
         return self
 
 
@@ -177,17 +181,18 @@ class DistillConfig(_Strict):
         return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:12]
 
 
-def load_config(path: str | Path) -> DistillConfig:
+def load_config(model: type[M], path: str | Path | None) -> M:
+    """Read `path` as a `model`; no path gives the model's defaults (for jobs whose config file is optional)."""
     try:
-        raw = yaml.safe_load(Path(path).read_text())
+        raw = yaml.safe_load(Path(path).read_text()) if path is not None else {}
     except (OSError, yaml.YAMLError) as err:
         raise ConfigError(f"{path}: {err}") from err
-    return parse_config(raw, source=str(path))
+    return parse_config(model, raw, source=str(path) if path is not None else "defaults")
 
 
-def parse_config(raw: Any, source: str = "config") -> DistillConfig:
+def parse_config(model: type[M], raw: Any, source: str = "config") -> M:
     try:
-        return DistillConfig.model_validate(raw)
+        return model.model_validate({} if raw is None else raw)
     except ValidationError as err:
         raise ConfigError(f"{source}: invalid config\n{_field_errors(err)}") from None
 
@@ -206,18 +211,6 @@ class VerifyJobConfig(_Strict):
     ray: RayConfig = Field(default_factory=RayConfig)
 
 
-def load_verify_config(path: str | Path | None) -> VerifyJobConfig:
-    if path is None:
-        return VerifyJobConfig()
-    try:
-        raw = yaml.safe_load(Path(path).read_text())
-        return VerifyJobConfig.model_validate(raw or {})
-    except (OSError, yaml.YAMLError) as err:
-        raise ConfigError(f"{path}: {err}") from err
-    except ValidationError as err:
-        raise ConfigError(f"{path}: invalid config\n{_field_errors(err)}") from None
-
-
 # ---- student training (`jobs.train`) -------------------------------------------------------------------------------
 
 
@@ -233,7 +226,6 @@ class TrainDataConfig(_Strict):
     sources: list[TrainSourceConfig] = Field(min_length=1)
     max_seq_len: int = Field(32768, ge=16, description="tokens per pack; longer samples are dropped and counted")
     seed: int = Field(0, description="the data order of epoch e is a function of (seed, e) only")
-    tokenize_workers: int = Field(1, ge=1, description="Ray Data actors applying the chat template")
 
     @field_validator("sources")
     @classmethod
@@ -343,15 +335,6 @@ class TrainConfig(_Strict):
         return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:12]
 
 
-def load_train_config(path: str | Path) -> TrainConfig:
-    try:
-        raw = yaml.safe_load(Path(path).read_text())
-        return TrainConfig.model_validate(raw)
-    except (OSError, yaml.YAMLError) as err:
-        raise ConfigError(f"{path}: {err}") from err
-    except ValidationError as err:
-        raise ConfigError(f"{path}: invalid config\n{_field_errors(err)}") from None
-
 
 # ---- preprocessing (`jobs.preprocess`) ------------------------------------------------------------------------------
 
@@ -365,7 +348,8 @@ class QueryFilterConfig(_Strict):
         0.02, ge=0.0, le=1.0, description="share of invisible, private-use, unassigned or U+FFFD characters"
     )
     max_table_fraction: float = Field(
-        0.3, ge=0.0, le=1.0, description="share of non-blank lines in Markdown or ASCII tables above which it is dropped"
+        0.3, ge=0.0, le=1.0,
+        description="share of non-blank lines in Markdown or ASCII tables above which it is dropped",
     )
     url_exempt_categories: list[Category] = Field(
         default_factory=lambda: [Category.code], description="categories whose URLs are data (test inputs), not links"
@@ -422,7 +406,7 @@ class DecontaminationConfig(_Strict):
     ngram_size: int = Field(8, ge=1, description="words per n-gram")
     ngram_threshold: float = Field(0.5, gt=0.0, le=1.0, description="share of a benchmark item's n-grams in a query")
     embedding: EmbeddingConfig | None = Field(
-        default_factory=lambda: EmbeddingConfig(), description="null: exact and n-gram matching only"
+        default_factory=EmbeddingConfig, description="null: exact and n-gram matching only"
     )
 
 
@@ -440,14 +424,3 @@ class PreprocessConfig(_Strict):
         """Hash of what decides which queries are kept; where the run happens is left out."""
         payload = self.model_dump(mode="json", exclude={"ray", "storage_options"})
         return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:12]
-
-
-def load_preprocess_config(path: str | Path | None) -> PreprocessConfig:
-    """The defaults when no file is given."""
-    try:
-        raw = yaml.safe_load(Path(path).read_text()) if path else {}
-        return PreprocessConfig.model_validate(raw or {})
-    except (OSError, yaml.YAMLError) as err:
-        raise ConfigError(f"{path}: {err}") from err
-    except ValidationError as err:
-        raise ConfigError(f"{path or 'defaults'}: invalid config\n{_field_errors(err)}") from None

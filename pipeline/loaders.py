@@ -119,7 +119,8 @@ def last_boxed(text: str) -> str | None:
 
 
 def _native(r: dict) -> dict:
-    return dict(r)
+    # Parquet in QUERY_SCHEMA (`jobs.preprocess`'s `kept/`, `jobs.distill`'s `queries/`) holds these two as JSON text.
+    return {k: json.loads(v) if k in ("reference", "metadata") and isinstance(v, str) else v for k, v in r.items()}
 
 
 def _gsm8k(r: dict) -> dict:

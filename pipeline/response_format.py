@@ -3,9 +3,9 @@
 Teachers answer in different shapes: AM-Thinking-v1 writes both tags (`think_answer`); DeepSeek-R1 and Qwen3 write
 `<think>…</think>` followed by a bare answer (`think_then_answer`); a plain instruct model such as the embedded
 SmolLM2 writes neither (`plain`): its last code block and what follows it, or else its last non-empty line, is
-taken as the answer, and what precedes it as the reasoning. `parse_response` maps each configured shape onto (think, answer), and `format_response`
-writes the canonical assistant turn that samples store. Parsing never raises on model output: a malformed response
-comes back with a reason code.
+taken as the answer, and what precedes it as the reasoning. `parse_response` maps each configured shape onto
+(think, answer), and `format_response` writes the canonical assistant turn that samples store. Parsing never raises
+on model output: a malformed response comes back with a reason code.
 """
 
 from __future__ import annotations

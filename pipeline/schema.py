@@ -309,3 +309,23 @@ REJECT_SCHEMA = pa.schema(
         ("config_hash", pa.string()),
     ]
 )
+
+
+# ---- preprocessing ------------------------------------------------------------------------------------------------
+
+# A query `jobs.preprocess` dropped: the query's own columns (null for a malformed row, whose `raw` holds it instead),
+# then why. `matched_id` and `matched_source` name the kept representative of a duplicate, or the benchmark item a
+# contaminated query matched; `similarity` is the estimated Jaccard (near duplicates), n-gram containment or cosine.
+PREPROCESS_REJECT_SCHEMA = pa.schema(
+    list(QUERY_SCHEMA)
+    + [
+        ("origin", pa.string()),
+        ("reason", pa.string()),  # stable snake_case code
+        ("detail", pa.string()),
+        ("matched_id", pa.string()),
+        ("matched_source", pa.string()),
+        ("similarity", pa.float64()),
+        ("raw", pa.string()),
+        ("config_hash", pa.string()),
+    ]
+)

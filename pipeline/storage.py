@@ -7,6 +7,7 @@ overwrites what an earlier run committed, and readers see whole shards or nothin
 
 from __future__ import annotations
 
+import json
 import posixpath
 import time
 import uuid
@@ -17,6 +18,8 @@ import fsspec
 import pyarrow as pa
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
+
+from pipeline.config import ConfigError
 
 
 class Store:
@@ -47,6 +50,19 @@ class Store:
     def read_text(self, relpath: str) -> str:
         with self.fs.open(self.path(relpath), "r") as f:
             return f.read()
+
+    def claim(self, config_hash: str, config: dict[str, Any]) -> None:
+        """Record the run's config in `config.json`; a folder holding another config's run is refused, so two runs
+        never mix, while the same config resumes."""
+        if self.exists("config.json"):
+            existing = json.loads(self.read_text("config.json"))["config_hash"]
+            if existing != config_hash:
+                raise ConfigError(
+                    f"output: {self.url} holds a run with config hash {existing}, this config is {config_hash}; "
+                    "use a new output folder"
+                )
+            return
+        self.write_text("config.json", json.dumps({"config_hash": config_hash, "config": config}, indent=2))
 
     def shards(self, relpath: str) -> list[str]:
         folder = self.path(relpath)

@@ -146,3 +146,12 @@ def test_file_rows_carry_their_line_number_and_skip_blank_lines():
     rows = parse_jsonl_file("corpus.jsonl", data)
     assert [r["origin"] for r in rows] == ["corpus.jsonl:1", "corpus.jsonl:3", "corpus.jsonl:4"]
     assert [r["reason"] for r in rows] == [None, "malformed_json", None]
+
+
+def test_query_schema_rows_with_json_text_fields_load():
+    """Parquet written in QUERY_SCHEMA (`kept/` of jobs.preprocess, `queries/` of jobs.distill) is valid input."""
+    from pipeline.schema import Query
+
+    query = Query(id="q1", category="math", prompt="What is 2 + 3?", reference={"answer": "5"}, metadata={"k": 1})
+    assert to_query(query.to_row(), "kept") == query
+    assert to_query({**query.to_row(), "reference": "{broken"}, "kept").reason == "invalid_query"

@@ -1,0 +1,201 @@
+"""`jobs.preprocess` on Ray Data: filter, deduplicate and decontaminate a query corpus.
+
+Output layout under the output folder:
+    config.json     resolved config, its hash, the inputs and the benchmark items per source
+    kept/           queries that passed every step, as written (QUERY_SCHEMA): input for `jobs.distill`
+    rejects/        every other input row, with its reason (PREPROCESS_REJECT_SCHEMA)
+    summary.json    counts per reason and per source; written last, so it marks a complete run
+
+Steps (pure code in `pipeline/preprocess/`): parse + normalize + filter, streaming; exact duplicates by a shuffle
+into hash partitions of the match key; near duplicates by LSH buckets shuffled the same way, then union-find over the
+verified candidate pairs on the driver (only candidates travel there); decontamination by exact and n-gram lookups
+on CPU workers, then by embeddings on the embedding actor pool. The data is materialized where a step needs all of it
+(the shuffles) and before it is split into `kept/` and `rejects/`.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections import Counter, defaultdict
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import ray
+
+from actors.cluster import connect_ray
+from actors.embedding_stage import EmbeddingStage
+from actors.inputs import read_raw_rows
+from pipeline.config import DedupConfig, PreprocessConfig
+from pipeline.preprocess.benchmarks import BenchmarkError, BenchmarkItem, benchmark_items, resolve_benchmark
+from pipeline.preprocess.decontaminate import BenchmarkIndex
+from pipeline.preprocess.dedup import near_duplicates
+from pipeline.preprocess.steps import (
+    Verdict,
+    band_rows,
+    candidate_pairs,
+    mark_benchmark_matches,
+    mark_by_rank,
+    mark_exact_duplicates,
+    prepare_batch,
+    signatures_of,
+)
+from pipeline.resources import INGEST_CPUS_PER_TASK, local_cluster_cpus
+from pipeline.schema import PREPROCESS_REJECT_SCHEMA, QUERY_SCHEMA
+from pipeline.storage import Store, filesystem
+
+_LIGHT = {"num_cpus": INGEST_CPUS_PER_TASK, "batch_format": "pyarrow"}
+
+
+def run_preprocess(inputs: list[str], output: str, config: PreprocessConfig, progress: bool = True) -> dict[str, Any]:
+    started = time.monotonic()
+    items = load_benchmarks(config.decontamination.benchmarks, config.storage_options)  # fails before Ray starts
+    store = Store(output, config.storage_options)
+    embedding = config.decontamination.embedding
+    embedding_cpus = embedding.num_cpus * embedding.replicas if embedding else 0.0
+    connect_ray(config.ray, local_cluster_cpus(embedding_cpus, config.ray))
+    ray.data.DataContext.get_current().enable_progress_bars = progress
+    for stale in ("summary.json", "kept", "rejects"):
+        store.remove(stale)
+    config_hash = config.config_hash()
+    store.write_text("config.json", json.dumps({
+        "config_hash": config_hash, "inputs": inputs, "benchmark_items": Counter(i.source for i in items),
+        "config": config.model_dump(mode="json"),
+    }, indent=2))
+
+    seconds: dict[str, float] = {}
+    step_started = time.monotonic()
+    stream = read_raw_rows(inputs, config.storage_options).map_batches(
+        prepare_batch, fn_kwargs={"inputs": inputs, "config": config}, **_LIGHT
+    )
+    partitions = config.dedup.partitions
+    stream = stream.groupby("partition", num_partitions=partitions).map_groups(mark_exact_duplicates, **_LIGHT)
+    stream = stream.materialize()
+    seconds["parse_filter_exact_dedup"] = time.monotonic() - step_started
+
+    step_started = time.monotonic()
+    if config.dedup.near is not None:
+        verdicts = near_duplicate_verdicts(stream, config.dedup)
+        stream = stream.map_batches(mark_by_rank, fn_kwargs={"verdicts": verdicts}, **_LIGHT)
+    index = BenchmarkIndex(items, config.decontamination.ngram_size, config.decontamination.ngram_threshold)
+    stream = stream.map_batches(mark_benchmark_matches, fn_kwargs={"index": index}, **_LIGHT)
+    if embedding is not None and items:
+        stream = stream.map_batches(
+            EmbeddingStage,
+            fn_constructor_kwargs={"items": items, "config": embedding},
+            batch_size=embedding.batch_size,
+            batch_format="pyarrow",
+            compute=ray.data.ActorPoolStrategy(size=embedding.replicas),
+            num_cpus=embedding.num_cpus,
+            num_gpus=embedding.num_gpus,
+        )
+    stream = stream.materialize()
+    seconds["near_dedup_decontaminate"] = time.monotonic() - step_started
+
+    step_started = time.monotonic()
+    write_outputs(stream, store, config_hash)
+    seconds["write"] = time.monotonic() - step_started
+    summary = {
+        "config_hash": config_hash,
+        "output": output,
+        **count_outcomes(stream),
+        "step_seconds": {step: round(s, 1) for step, s in seconds.items()},
+        "wall_s": round(time.monotonic() - started, 1),
+    }
+    store.write_text("summary.json", json.dumps(summary, indent=2))
+    return summary
+
+
+def load_benchmarks(paths: list[str], storage_options: dict[str, Any]) -> list[BenchmarkItem]:
+    """Every item of every benchmark file, read on the driver: benchmarks are small, and every worker needs all."""
+    items: list[BenchmarkItem] = []
+    for path in map(resolve_benchmark, paths):
+        fs, fs_path = filesystem(path, storage_options)
+        try:
+            with fs.open(fs_path, "rb") as f:
+                data = f.read()
+        except OSError as err:
+            raise BenchmarkError(f"{path}: {err}") from err
+        items.extend(benchmark_items(path, data))
+    return items
+
+
+def near_duplicate_verdicts(stream: ray.data.Dataset, dedup: DedupConfig) -> dict[str, Verdict]:
+    """Rank → `duplicate_near` verdict. Only candidate pairs and their signatures come to the driver."""
+    near = dedup.near
+    bands = stream.map_batches(band_rows, fn_kwargs={"config": near, "partitions": dedup.partitions}, **_LIGHT)
+    pairs_ds = bands.groupby("partition", num_partitions=dedup.partitions).map_groups(candidate_pairs, **_LIGHT)
+    pairs = sorted({
+        pair for batch in pairs_ds.iter_batches(batch_format="pyarrow")
+        for pair in zip(batch.column("a").to_pylist(), batch.column("b").to_pylist())
+    })
+    if not pairs:
+        return {}
+    candidates = {row for pair in pairs for row in pair}
+    rows = [
+        row for batch in stream.map_batches(signatures_of, fn_kwargs={"ranks": candidates}, **_LIGHT).iter_batches(
+            batch_format="pyarrow"
+        ) for row in batch.to_pylist()
+    ]
+    signatures = {row["rank"]: np.frombuffer(row["signature"], dtype=np.uint32) for row in rows}
+    queries = {row["rank"]: (row["id"], row["source"]) for row in rows}
+    return {
+        member: Verdict("duplicate_near", "estimated Jaccard similarity of word shingles with a kept query",
+                        *queries[representative], similarity)
+        for member, (representative, similarity) in near_duplicates(pairs, signatures, near.threshold).items()
+    }
+
+
+def write_outputs(stream: ray.data.Dataset, store: Store, config_hash: str) -> None:
+    filesystem_ = store.arrow_filesystem()
+    stream.map_batches(_kept, **_LIGHT).write_parquet(store.path("kept"), filesystem=filesystem_)
+    stream.map_batches(_rejects, fn_kwargs={"config_hash": config_hash}, **_LIGHT).write_parquet(
+        store.path("rejects"), filesystem=filesystem_
+    )
+
+
+def _kept(batch: pa.Table) -> pa.Table:
+    return batch.filter(pc.is_null(batch.column("reason"))).select(QUERY_SCHEMA.names).cast(QUERY_SCHEMA)
+
+
+def _rejects(batch: pa.Table, config_hash: str) -> pa.Table:
+    rejected = batch.filter(pc.is_valid(batch.column("reason")))
+    stamp = pa.array([config_hash] * rejected.num_rows, type=pa.string())
+    return rejected.select(PREPROCESS_REJECT_SCHEMA.names[:-1]).append_column("config_hash", stamp).cast(
+        PREPROCESS_REJECT_SCHEMA
+    )
+
+
+def count_outcomes(stream: ray.data.Dataset) -> dict[str, Any]:
+    by_reason: Counter[str] = Counter()
+    by_source: dict[str, Counter[str]] = defaultdict(Counter)
+    by_benchmark: dict[str, Counter[str]] = defaultdict(Counter)
+    for batch in stream.select_columns(["reason", "source", "matched_source"]).iter_batches(batch_format="pyarrow"):
+        for reason, source, matched in zip(*(batch.column(c).to_pylist() for c in batch.column_names)):
+            outcome = reason or "kept"
+            by_reason[outcome] += 1
+            by_source[source][outcome] += 1
+            if outcome.startswith("contaminated_"):
+                by_benchmark[matched][outcome] += 1
+    return {
+        "rows_read": sum(by_reason.values()),
+        "kept": by_reason["kept"],
+        "rejected": {reason: n for reason, n in sorted(by_reason.items()) if reason != "kept"},
+        "by_source": {source: dict(sorted(c.items())) for source, c in sorted(by_source.items())},
+        "contaminated_by_benchmark": {source: dict(sorted(c.items())) for source, c in sorted(by_benchmark.items())},
+    }
+
+
+def format_summary(summary: dict[str, Any]) -> str:
+    lines = [f"preprocess summary  (config {summary['config_hash']}, output {summary['output']})"]
+    lines.append(f"  {summary['rows_read']} rows read, {summary['kept']} kept")
+    lines += [f"  rejected {reason}: {n}" for reason, n in summary["rejected"].items()]
+    for source, outcomes in summary["by_source"].items():
+        lines.append(f"  source {source}: " + ", ".join(f"{outcome} {n}" for outcome, n in outcomes.items()))
+    for benchmark, outcomes in summary["contaminated_by_benchmark"].items():
+        lines.append(f"  matched benchmark {benchmark}: " + ", ".join(f"{r} {n}" for r, n in outcomes.items()))
+    steps = ", ".join(f"{step} {s} s" for step, s in summary["step_seconds"].items())
+    lines.append(f"  wall time: {summary['wall_s']} s ({steps})")
+    return "\n".join(lines)
