@@ -54,3 +54,22 @@ class VerifierMetrics:
 
     def observe(self, category: str, seconds: float) -> None:
         self.latency.observe(seconds, {"category": category})
+
+
+class TrainMetrics:
+    """Student training, recorded by rank 0 after each optimizer step."""
+
+    _GAUGES = (
+        ("loss", "token-mean loss of the last step"),
+        ("tokens_per_s", "real (non-padding) tokens per second, all ranks"),
+        ("mfu", "model FLOPs utilization (pipeline/flops.py)"),
+        ("packing_efficiency", "real tokens / pack slots"),
+        ("step", "optimizer steps done"),
+    )
+
+    def __init__(self):
+        self._gauges = {key: metrics.Gauge(f"distillery_train_{key}", text) for key, text in self._GAUGES}
+
+    def record(self, row: dict) -> None:
+        for key, gauge in self._gauges.items():
+            gauge.set(row[key])

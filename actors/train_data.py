@@ -1,0 +1,112 @@
+"""Training data: accepted samples tokenized once with the student's chat template (Ray Data, on the cluster), then
+loaded by every training worker.
+
+Layout under the run's output:
+    tokenized/source=<name>/       id, input_ids, assistant_mask (pipeline.packing.TOKENIZED_SCHEMA)
+    tokenized/_SUCCESS             the input files each source was made from
+
+A finished tokenization is reused by a resumed run; one whose inputs have changed since is refused, since the run's
+data order (and so its checkpoints) would no longer match.
+"""
+
+from __future__ import annotations
+
+import json
+import posixpath
+from functools import cache
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import ray
+
+from pipeline.config import ConfigError, TrainConfig, TrainSourceConfig
+from pipeline.models import resolve_model
+from pipeline.packing import TOKENIZED_SCHEMA, TokenizedSamples, tokenize_conversation
+from pipeline.resources import INGEST_CPUS_PER_TASK
+from pipeline.storage import Store, arrow_filesystem, filesystem
+from pipeline.train_plan import Source, trainable
+
+
+@cache
+def _tokenizer(model: str) -> Any:
+    """One tokenizer per worker process and model: Ray reuses task processes, so it loads once per process."""
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(resolve_model(model))
+
+
+def tokenize_batch(batch: pa.Table, model: str) -> pa.Table:
+    """Ray Data UDF: accepted-sample rows to token ids and assistant masks, keeping the `source` column."""
+    ids, masks = [], []
+    for messages in batch.column("messages").to_pylist():
+        input_ids, mask = tokenize_conversation(_tokenizer(model), messages)
+        ids.append(input_ids)
+        masks.append(mask)
+    tokenized = pa.Table.from_arrays(
+        [batch.column("id"), pa.array(ids, pa.list_(pa.int32())), pa.array(masks, pa.list_(pa.bool_()))],
+        schema=TOKENIZED_SCHEMA,
+    )
+    return tokenized.append_column("source", batch.column("source"))
+
+
+def source_files(source: TrainSourceConfig, storage_options: dict[str, Any]) -> list[str]:
+    """The source's Parquet files, sorted and without the protocol; a folder's files are its `*.parquet` children,
+    not those in `_staging/`."""
+    fs, path = filesystem(source.path, storage_options)
+    paths = [path] if path.endswith(".parquet") else sorted(fs.glob(posixpath.join(path.rstrip("/"), "*.parquet")))
+    if not paths:
+        raise ConfigError(f"data.sources.{source.name}: no Parquet files at {source.path}")
+    return paths
+
+
+def input_files(config: TrainConfig) -> dict[str, list[str]]:
+    """Every source's files, listed before anything starts: a missing source fails the run at once."""
+    return {s.name: source_files(s, config.storage_options) for s in config.data.sources}
+
+
+def tokenize_sources(config: TrainConfig, store: Store, inputs: dict[str, list[str]]) -> None:
+    """Tokenize every source into `tokenized/source=<name>/`, once."""
+    if store.exists("tokenized", "_SUCCESS"):
+        if json.loads(store.read_text("tokenized/_SUCCESS"))["inputs"] != inputs:
+            raise ConfigError(f"output: {config.output} was tokenized from other input files; use a new output folder")
+        return
+    store.remove("tokenized")
+    # One pipeline for all sources: every Ray Data operator costs seconds to start.
+    datasets = []
+    for source in config.data.sources:
+        fs, _ = filesystem(source.path, config.storage_options)
+        datasets.append(ray.data.read_parquet(
+            inputs[source.name], filesystem=arrow_filesystem(fs), num_cpus=INGEST_CPUS_PER_TASK,
+        ).select_columns(["id", "messages"]).add_column(
+            "source", lambda batch, name=source.name: pa.array([name] * batch.num_rows), batch_format="pyarrow",
+            num_cpus=INGEST_CPUS_PER_TASK,
+        ))
+    dataset = datasets[0].union(*datasets[1:]) if len(datasets) > 1 else datasets[0]
+    dataset.map_batches(
+        tokenize_batch, fn_kwargs={"model": config.model}, batch_format="pyarrow", num_cpus=INGEST_CPUS_PER_TASK,
+    ).write_parquet(store.path("tokenized"), filesystem=store.arrow_filesystem(), partition_cols=["source"])
+    store.write_text("tokenized/_SUCCESS", json.dumps({"inputs": inputs}, indent=2))
+
+
+def load_training_data(
+    config: TrainConfig, store: Store
+) -> tuple[TokenizedSamples, list[Source], dict[str, dict[str, int]]]:
+    """Every source's tokenized samples, each sorted by id so that the order never depends on how files were
+    written; the samples that cannot be trained on are left out of the sources and counted by reason."""
+    tables = []
+    for source in config.data.sources:
+        table = store.read_table(f"tokenized/source={source.name}", columns=TOKENIZED_SCHEMA.names)
+        tables.append(table.sort_by("id") if table is not None else TOKENIZED_SCHEMA.empty_table())
+    samples = TokenizedSamples.from_arrow(pa.concat_tables(tables))
+    sources, counts = [], {}
+    start = 0
+    for source, table in zip(config.data.sources, tables):
+        indices = np.arange(start, start + table.num_rows)
+        start += table.num_rows
+        kept, dropped = trainable(
+            source.name, indices, samples.lengths, samples.target_tokens, config.data.max_seq_len, source.weight
+        )
+        sources.append(kept)
+        counts[source.name] = {"samples": table.num_rows, "kept": len(kept.indices), **dropped}
+    return samples, sources, counts

@@ -1,0 +1,116 @@
+"""A student training run on Ray Train: tokenize the sources once, then run `actors.train_loop.train_worker` on
+every rank of a TorchTrainer.
+
+Output layout under `config.output` (local or object storage):
+    config.json            resolved config and its hash; another config's run in the same folder is refused
+    tokenized/             the sources with the student's chat template applied (actors/train_data.py)
+    checkpoints/           Ray Train's run folder: step_XXXXXXXX/ checkpoints and its own state
+    model/                 the final model, a Hugging Face folder that transformers and vLLM load
+    summary.json
+
+Running the same command again resumes from the latest checkpoint: Ray Train finds the run by its storage path and
+name. Worker failures within a run are recovered the same way, up to `max_failures`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from typing import Any
+
+import ray
+from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
+from ray.train.torch import TorchConfig, TorchTrainer
+
+from actors.cluster import connect_ray
+from actors.train_data import input_files, tokenize_sources
+from actors.train_loop import train_worker
+from pipeline.config import TrainConfig
+from pipeline.resources import local_cluster_cpus
+from pipeline.storage import Store
+
+RUN_NAME = "checkpoints"
+
+
+def run_train(config: TrainConfig) -> dict[str, Any]:
+    config = with_absolute_paths(config)
+    inputs = input_files(config)
+    store = Store(config.output, config.storage_options)
+    config_hash = config.config_hash()
+    store.claim(config_hash, config.model_dump(mode="json"))
+    scaling = config.scaling
+    worker_cpus = scaling.num_workers * scaling.resources_per_worker.get("CPU", 1.0)
+    if not (ray.is_initialized() or config.ray.address or os.environ.get("RAY_ADDRESS")):
+        # Ray Train 2.60 with several Ray clusters on one host: its placement-group cleaner asks the wrong cluster's
+        # state API, judges the controller dead and removes the run's workers. An unreachable API address makes it
+        # skip the check (ENVIRONMENT.md, "Ray 2.60"). Only for the local cluster this job starts.
+        os.environ.setdefault("RAY_API_SERVER_ADDRESS", "http://127.0.0.1:9")
+    connect_ray(config.ray, local_cluster_cpus(worker_cpus, config.ray))
+    print(f"[train] config {config_hash}; {scaling.num_workers} workers, "
+          f"{'GPU' if scaling.use_gpu else 'CPU'}, {config.strategy.kind}", flush=True)
+
+    started = time.monotonic()
+    tokenize_sources(config, store, inputs)
+    trainer = TorchTrainer(
+        train_worker,
+        train_loop_config={"config": config.model_dump(mode="json")},
+        scaling_config=ScalingConfig(
+            num_workers=scaling.num_workers, use_gpu=scaling.use_gpu,
+            resources_per_worker=scaling.resources_per_worker or None,
+        ),
+        torch_config=TorchConfig(backend="nccl" if scaling.use_gpu else "gloo"),
+        run_config=RunConfig(
+            name=RUN_NAME,
+            storage_path=store.root,
+            storage_filesystem=store.arrow_filesystem(),
+            checkpoint_config=CheckpointConfig(num_to_keep=config.keep_checkpoints),
+            failure_config=FailureConfig(max_failures=config.max_failures),
+        ),
+    )
+    result = trainer.fit()
+    report = result.return_value
+    summary = {
+        "config_hash": config_hash,
+        "output": config.output,
+        "model": store.url.rstrip("/") + "/model",
+        "last_checkpoint": os.path.basename(result.checkpoint.path) if result.checkpoint else None,
+        **report,
+        "wall_s": round(time.monotonic() - started, 1),
+    }
+    store.write_text("summary.json", json.dumps(summary, indent=2))
+    return summary
+
+
+def with_absolute_paths(config: TrainConfig) -> TrainConfig:
+    """Local paths as the driver sees them: Ray workers run in another working directory."""
+    def absolute(path: str) -> str:
+        return path if "://" in path else os.path.abspath(path)
+
+    sources = [s.model_copy(update={"path": absolute(s.path)}) for s in config.data.sources]
+    model = os.path.abspath(config.model) if os.path.exists(config.model) else config.model
+    return config.model_copy(update={
+        "output": absolute(config.output), "model": model,
+        "data": config.data.model_copy(update={"sources": sources}),
+    })
+
+
+def format_summary(summary: dict[str, Any]) -> str:
+    steps = summary["steps"]
+    lines = [f"distillery train summary  (config {summary['config_hash']}, output {summary['output']})"]
+    for name, counts in summary["data"].items():
+        lines.append(f"  source {name}: {counts['kept']} of {counts['samples']} samples trained on, dropped: "
+                     f"{counts['over_max_seq_len']} over max_seq_len, {counts['no_assistant_tokens']} without "
+                     f"assistant tokens")
+    plan = summary["plan"]
+    lines.append(f"  plan: {plan['total_steps']} steps ({plan['steps_per_epoch']} per epoch), "
+                 f"resumed at step {plan['resumed_at']}")
+    if steps:
+        tokens_per_s = sum(s["tokens_per_s"] for s in steps) / len(steps)
+        mfu = sum(s["mfu"] for s in steps) / len(steps)
+        lines.append(f"  this run: {len(steps)} steps, loss {steps[0]['loss']:.4f} -> {steps[-1]['loss']:.4f}, "
+                     f"{tokens_per_s:,.0f} tok/s, MFU {100 * mfu:.1f}%, "
+                     f"packing efficiency {100 * summary['packing_efficiency']:.1f}%")
+    lines.append(f"  model: {summary['model']}")
+    lines.append(f"  wall time: {summary['wall_s']} s")
+    return "\n".join(lines)
