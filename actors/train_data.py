@@ -1,9 +1,10 @@
 """Training data: accepted samples tokenized once with the student's chat template (Ray Data, on the cluster), then
-loaded by every training worker.
+copied once to each node's disk, where every training worker on the node maps it.
 
 Layout under the run's output:
     tokenized/source=<name>/       id, input_ids, assistant_mask (pipeline.packing.TOKENIZED_SCHEMA)
     tokenized/_SUCCESS             the input files each source was made from
+and on each node, `DISTILLERY_CACHE/tokenized/<key>/`: the flat arrays of `pipeline.packing.TokenizedSamples`.
 
 A finished tokenization is reused by a resumed run; one whose inputs have changed since is refused, since the run's
 data order (and so its checkpoints) would no longer match.
@@ -11,9 +12,14 @@ data order (and so its checkpoints) would no longer match.
 
 from __future__ import annotations
 
+import hashlib
 import json
+import os
 import posixpath
+import shutil
+from collections.abc import Callable
 from functools import cache
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -21,7 +27,7 @@ import pyarrow as pa
 import ray
 
 from pipeline.config import ConfigError, TrainConfig, TrainSourceConfig
-from pipeline.models import resolve_model
+from pipeline.models import cache_dir, resolve_model
 from pipeline.packing import TOKENIZED_SCHEMA, TokenizedSamples, tokenize_conversation
 from pipeline.resources import INGEST_CPUS_PER_TASK
 from pipeline.storage import Store, arrow_filesystem, filesystem
@@ -90,23 +96,49 @@ def tokenize_sources(config: TrainConfig, store: Store, inputs: dict[str, list[s
 
 
 def load_training_data(
-    config: TrainConfig, store: Store
+    config: TrainConfig, store: Store, local_leader: bool, barrier: Callable[[], None]
 ) -> tuple[TokenizedSamples, list[Source], dict[str, dict[str, int]]]:
     """Every source's tokenized samples, each sorted by id so that the order never depends on how files were
-    written; the samples that cannot be trained on are left out of the sources and counted by reason."""
-    tables = []
-    for source in config.data.sources:
-        table = store.read_table(f"tokenized/source={source.name}", columns=TOKENIZED_SCHEMA.names)
-        tables.append(table.sort_by("id") if table is not None else TOKENIZED_SCHEMA.empty_table())
-    samples = TokenizedSamples.from_arrow(pa.concat_tables(tables))
+    written; the samples that cannot be trained on are left out of the sources and counted by reason.
+
+    One rank per node (`local_leader`) reads them from storage into `.npy` files on the node's disk, once per run;
+    every rank then maps those files, so a node holds one copy however many ranks it runs. Every rank must call
+    this: `barrier` waits for the leaders."""
+    directory = local_copy_dir(config, store)
+    if local_leader and not (directory / "rows.json").exists():
+        _write_local_copy(config, store, directory)
+    barrier()
+    samples = TokenizedSamples.load(directory)
+    rows = json.loads((directory / "rows.json").read_text())
     sources, counts = [], {}
     start = 0
-    for source, table in zip(config.data.sources, tables):
-        indices = np.arange(start, start + table.num_rows)
-        start += table.num_rows
+    for source in config.data.sources:
+        indices = np.arange(start, start + rows[source.name])
+        start += rows[source.name]
         kept, dropped = trainable(
             source.name, indices, samples.lengths, samples.target_tokens, config.data.max_seq_len, source.weight
         )
         sources.append(kept)
-        counts[source.name] = {"samples": table.num_rows, "kept": len(kept.indices), **dropped}
+        counts[source.name] = {"samples": rows[source.name], "kept": len(kept.indices), **dropped}
     return samples, sources, counts
+
+
+def local_copy_dir(config: TrainConfig, store: Store) -> Path:
+    """This run's copy on this node; the run's local leaders remove it when training ends."""
+    success = store.read_text("tokenized/_SUCCESS")
+    key = hashlib.sha256(f"{store.url}\n{config.config_hash()}\n{success}".encode()).hexdigest()[:16]
+    return cache_dir() / "tokenized" / key
+
+
+def _write_local_copy(config: TrainConfig, store: Store, directory: Path) -> None:
+    """The arrays, then `rows.json` (samples per source, in config order) last: its presence marks a whole copy."""
+    tables = []
+    for source in config.data.sources:
+        table = store.read_table(f"tokenized/source={source.name}", columns=TOKENIZED_SCHEMA.names)
+        tables.append(table.sort_by("id") if table is not None else TOKENIZED_SCHEMA.empty_table())
+    staging = directory.with_name(f"{directory.name}.{os.getpid()}")
+    shutil.rmtree(staging, ignore_errors=True)
+    TokenizedSamples.from_arrow(pa.concat_tables(tables)).save(staging)
+    (staging / "rows.json").write_text(json.dumps({s.name: t.num_rows for s, t in zip(config.data.sources, tables)}))
+    shutil.rmtree(directory, ignore_errors=True)  # an incomplete copy from a killed run
+    staging.rename(directory)

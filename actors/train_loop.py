@@ -17,6 +17,7 @@ import math
 import os
 import random
 import re
+import shutil
 import tempfile
 import time
 from pathlib import Path
@@ -28,14 +29,14 @@ import ray.train
 import ray.train.torch
 
 from actors.metrics import TrainMetrics
-from actors.train_data import load_training_data
+from actors.train_data import load_training_data, local_copy_dir
 from actors.train_strategy import build_strategy
 from pipeline.config import TrainConfig
 from pipeline.flops import gpu_peak_flops, mfu
 from pipeline.models import cache_dir, resolve_model
 from pipeline.packing import PackingStats, build_pack, filler_pack
 from pipeline.storage import Store
-from pipeline.train_loss import backward_scale, token_loss_sum
+from pipeline.train_loss import backward_scale
 from pipeline.train_plan import TrainPlan, warmup_cosine_lr
 
 STATE_FILE = "train_state.json"
@@ -58,7 +59,7 @@ def train_worker(job: dict[str, Any]) -> dict[str, Any] | None:
     device = ray.train.torch.get_device()
     store = Store(config.output, config.storage_options)
 
-    samples, sources, data_counts = load_training_data(config, store)
+    samples, sources, data_counts = load_training_data(config, store, context.get_local_rank() == 0, dist.barrier)
     plan = TrainPlan(
         samples.lengths, sources, config.global_batch_samples, config.data.max_seq_len, world_size, config.epochs,
         config.data.seed,
@@ -81,12 +82,12 @@ def train_worker(job: dict[str, Any]) -> dict[str, Any] | None:
         scale = backward_scale(step_targets, world_size)
         loss_sum = 0.0
         for i, pack in enumerate(packs):
-            logits = strategy.forward(
+            loss = strategy.loss_sum(
                 torch.as_tensor(pack.input_ids, device=device)[None],
                 torch.as_tensor(pack.position_ids, device=device)[None],
+                torch.as_tensor(pack.labels, device=device)[None],
                 last=i == len(packs) - 1,
             )
-            loss = token_loss_sum(logits, torch.as_tensor(pack.labels, device=device)[None])
             strategy.backward(loss * scale)
             loss_sum += loss.item()
         lr = warmup_cosine_lr(step, plan.total_steps, config.optimizer.lr, warmup_steps, config.optimizer.min_lr_ratio)
@@ -127,6 +128,8 @@ def train_worker(job: dict[str, Any]) -> dict[str, Any] | None:
 
     export_model(strategy, model_path, store, rank)
     dist.barrier()
+    if context.get_local_rank() == 0:
+        shutil.rmtree(local_copy_dir(config, store), ignore_errors=True)
     if rank != 0:
         return None
     return {

@@ -1,6 +1,6 @@
 """How the student's weights are sharded over data-parallel ranks: DeepSpeed ZeRO (the default) or FSDP2.
 
-Both answer the training loop the same way: `forward` one pack (declaring whether it is the step's last
+Both answer the training loop the same way: `loss_sum` of one pack (declaring whether it is the step's last
 micro-batch, where gradients are reduced), `backward` a scaled loss, `step` at a learning rate, `save`/`load` this
 rank's share of a checkpoint directory, and `full_state_dict` for the export (on rank 0; every rank must call it).
 Both average gradients over ranks, which `pipeline.train_loss.backward_scale` accounts for. Imports are lazy: this
@@ -14,6 +14,7 @@ from typing import Any
 
 from pipeline.config import DeepSpeedStrategyConfig, TrainConfig
 from pipeline.flops import FlopsModel
+from pipeline.train_loss import LossHead
 
 
 def build_strategy(config: TrainConfig, model_path: str, device: Any) -> "DeepSpeedStrategy | FSDPStrategy":
@@ -94,14 +95,15 @@ class DeepSpeedStrategy:
         self._hf_ds_config = HfDeepSpeedConfig(ds_config) if self._zero3 else None
         model = load_model(config, model_path, torch.bfloat16 if config.precision == "bf16" else torch.float32)
         self.flops_model = flops_model(model)
+        self.loss_head = LossHead(model, config.loss_chunk_tokens)
         self.engine, *_ = deepspeed.initialize(
             model=model, model_parameters=[p for p in model.parameters() if p.requires_grad], config=ds_config
         )
         self.module = self.engine.module
 
-    def forward(self, input_ids: Any, position_ids: Any, last: bool) -> Any:
+    def loss_sum(self, input_ids: Any, position_ids: Any, labels: Any, last: bool) -> Any:
         self.engine.set_gradient_accumulation_boundary(last)
-        return self.engine(input_ids=input_ids, position_ids=position_ids, use_cache=False).logits
+        return self.loss_head.loss_sum(self.engine, labels, input_ids=input_ids, position_ids=position_ids)
 
     def backward(self, loss: Any) -> None:
         self.engine.backward(loss, scale_wrt_gas=False)
@@ -135,6 +137,7 @@ class FSDPStrategy:
         # first (fine up to a few billion parameters; ZeRO-3's partitioned loading is the path for larger ones).
         model = load_model(config, model_path, torch.float32)
         self.flops_model = flops_model(model)
+        self.loss_head = LossHead(model, config.loss_chunk_tokens)
         bf16 = config.precision == "bf16"
         shard = {
             "mp_policy": MixedPrecisionPolicy(param_dtype=torch.bfloat16 if bf16 else None, reduce_dtype=torch.float32),
@@ -154,9 +157,9 @@ class FSDPStrategy:
         )
         self._max_grad_norm = opt.max_grad_norm
 
-    def forward(self, input_ids: Any, position_ids: Any, last: bool) -> Any:
+    def loss_sum(self, input_ids: Any, position_ids: Any, labels: Any, last: bool) -> Any:
         self.module.set_requires_gradient_sync(last)  # accumulate locally; reduce-scatter once, after the last pack
-        return self.module(input_ids=input_ids, position_ids=position_ids, use_cache=False).logits
+        return self.loss_head.loss_sum(self.module, labels, input_ids=input_ids, position_ids=position_ids)
 
     def backward(self, loss: Any) -> None:
         loss.backward()

@@ -33,7 +33,7 @@ from pipeline.packing import (
     tokenize_conversation,
 )
 from pipeline.reference_samples import reference_samples
-from pipeline.train_loss import token_loss_sum
+from pipeline.train_loss import LossHead
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "queries"
 
@@ -69,21 +69,20 @@ def efficiency(samples, packed, padded, max_seq_len: int) -> dict:
     return {"packed": round(packing.efficiency, 4), "padded": round(padding.efficiency, 4)}
 
 
-def train_seconds(model, samples, micro_batches, packed: bool) -> float:
+def train_seconds(model, head: LossHead, samples, micro_batches, packed: bool) -> float:
     import torch
 
     started = time.perf_counter()
     for indices in micro_batches:
         if packed:
             pack = build_pack(samples, indices)
-            logits = model(input_ids=torch.as_tensor(pack.input_ids)[None],
-                           position_ids=torch.as_tensor(pack.position_ids)[None], use_cache=False).logits
-            loss = token_loss_sum(logits, torch.as_tensor(pack.labels)[None])
+            loss = head.loss_sum(model, torch.as_tensor(pack.labels)[None],
+                                 input_ids=torch.as_tensor(pack.input_ids)[None],
+                                 position_ids=torch.as_tensor(pack.position_ids)[None])
         else:
             batch = build_padded_batch(samples, indices, pad_id=0)
-            logits = model(input_ids=torch.as_tensor(batch.input_ids),
-                           attention_mask=torch.as_tensor(batch.attention_mask), use_cache=False).logits
-            loss = token_loss_sum(logits, torch.as_tensor(batch.labels))
+            loss = head.loss_sum(model, torch.as_tensor(batch.labels), input_ids=torch.as_tensor(batch.input_ids),
+                                 attention_mask=torch.as_tensor(batch.attention_mask))
         loss.backward()
     return time.perf_counter() - started
 
@@ -121,11 +120,12 @@ def main() -> None:
     packed, padded = packed[0], padded[0]
     model = AutoModelForCausalLM.from_pretrained(
         model_dir, dtype=torch.float32, attn_implementation="sdpa", num_hidden_layers=args.layers)
+    head = LossHead(model, chunk_tokens=2048)  # as jobs.train computes the loss
     real_tokens = int(sum(samples.lengths[i] for row in packed for i in row))
     best = {"packed": float("inf"), "padded": float("inf")}
     for _ in range(args.rounds):
         for name, micro_batches in (("packed", packed), ("padded", padded)):
-            best[name] = min(best[name], train_seconds(model, samples, micro_batches, name == "packed"))
+            best[name] = min(best[name], train_seconds(model, head, samples, micro_batches, name == "packed"))
             model.zero_grad(set_to_none=True)
     padded_slots = int(sum(len(b) * samples.lengths[b].max() for b in padded))
     result["timing"] = {

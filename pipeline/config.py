@@ -313,6 +313,9 @@ class TrainConfig(_Strict):
         "sdpa", description="flash_attention_2 on GPU; sdpa or eager on CPU"
     )
     gradient_checkpointing: bool = True
+    loss_chunk_tokens: int = Field(
+        2048, ge=1, description="labelled positions whose logits exist at once (pipeline/train_loss.py)"
+    )
     optimizer: OptimizerConfig = Field(default_factory=OptimizerConfig)
     strategy: StrategyConfig = Field(default_factory=DeepSpeedStrategyConfig)
     scaling: TrainScalingConfig = Field(default_factory=TrainScalingConfig)
@@ -333,7 +336,6 @@ class TrainConfig(_Strict):
             mode="json", exclude={"ray", "storage_options", "output", "keep_checkpoints", "max_failures"}
         )
         return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:12]
-
 
 
 # ---- preprocessing (`jobs.preprocess`) ------------------------------------------------------------------------------

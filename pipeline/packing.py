@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -54,14 +55,31 @@ def tokenize_conversation(tokenizer: Any, messages: Sequence[dict[str, str]]) ->
 
 
 class TokenizedSamples:
-    """Tokenized samples held as flat NumPy arrays plus offsets, so millions of them cost 5 bytes a token."""
+    """Tokenized samples held as flat NumPy arrays plus offsets, so millions of them cost 5 bytes a token. Saved as
+    `.npy` files, they load memory-mapped: the ranks of a node then share one copy in the page cache."""
 
-    def __init__(self, input_ids: np.ndarray, assistant_mask: np.ndarray, offsets: np.ndarray):
+    ARRAYS = ("input_ids", "assistant_mask", "offsets", "target_tokens")
+
+    def __init__(
+        self, input_ids: np.ndarray, assistant_mask: np.ndarray, offsets: np.ndarray,
+        target_tokens: np.ndarray | None = None,
+    ):
         self.input_ids, self.assistant_mask, self.offsets = input_ids, assistant_mask, offsets
         self.lengths = np.diff(offsets)
-        # The label at position t is token t+1, so a sample's first token is never a target.
-        seen = np.concatenate([[0], np.cumsum(assistant_mask, dtype=np.int64)])
-        self.target_tokens = seen[offsets[1:]] - seen[np.minimum(offsets[:-1] + 1, offsets[1:])]
+        if target_tokens is None:
+            # The label at position t is token t+1, so a sample's first token is never a target.
+            seen = np.concatenate([[0], np.cumsum(assistant_mask, dtype=np.int64)])
+            target_tokens = seen[offsets[1:]] - seen[np.minimum(offsets[:-1] + 1, offsets[1:])]
+        self.target_tokens = target_tokens
+
+    def save(self, directory: Path) -> None:
+        directory.mkdir(parents=True, exist_ok=True)
+        for name in self.ARRAYS:
+            np.save(directory / f"{name}.npy", getattr(self, name))
+
+    @classmethod
+    def load(cls, directory: Path) -> "TokenizedSamples":
+        return cls(**{name: np.load(directory / f"{name}.npy", mmap_mode="r") for name in cls.ARRAYS})
 
     @classmethod
     def from_arrow(cls, table: pa.Table) -> "TokenizedSamples":

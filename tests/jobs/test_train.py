@@ -72,7 +72,7 @@ def test_the_tokenized_data_is_the_chat_template_with_its_assistant_mask(cluster
     config = TrainConfig.model_validate({**base_config, "output": str(tmp_path), "data": {"sources": [source]}})
     store = Store(config.output)
     tokenize_sources(config, store, input_files(config))
-    samples, _, counts = load_training_data(config, store)
+    samples, _, counts = load_training_data(config, store, local_leader=True, barrier=lambda: None)
     accepted = sorted(Store(source["path"]).read_table("").to_pylist(), key=lambda row: row["id"])
     assert counts == {"a": {"samples": 24, "kept": 24, "over_max_seq_len": 0, "no_assistant_tokens": 0}}
     for index, row in enumerate(accepted):
@@ -123,6 +123,15 @@ def test_checkpoints_and_the_exported_model_are_in_object_storage(zero3_on_s3):
     model = {p.rsplit("/", 1)[1] for p in store.fs.ls(store.path("model"))}
     assert {"config.json", "model.safetensors", "tokenizer.json", "chat_template.jinja"} <= model
     assert json.loads(store.read_text("summary.json"))["steps"][-1]["step"] == STEPS
+
+
+def test_the_nodes_copy_of_the_data_is_removed_when_training_ends(base_config, zero3_on_s3, s3_server):
+    from actors.train_data import local_copy_dir
+
+    _, store = zero3_on_s3
+    config = TrainConfig.model_validate({**base_config, "storage_options": s3_server, "output": store.url})
+    copy = local_copy_dir(config, store)
+    assert copy.parent.is_dir() and not copy.exists()
 
 
 def test_fsdp2_with_one_pack_per_step_trains_the_same_model(cluster, base_config, zero3_on_s3, tmp_path):

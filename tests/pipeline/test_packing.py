@@ -151,3 +151,14 @@ def test_samples_held_in_memory_and_read_from_arrow_are_the_same():
     from_rows, from_arrow = TokenizedSamples.from_rows(rows), tokenized(rows)
     for field in ("input_ids", "assistant_mask", "offsets", "lengths", "target_tokens"):
         assert getattr(from_rows, field).tolist() == getattr(from_arrow, field).tolist(), field
+
+
+def test_saved_samples_load_memory_mapped_and_unchanged(tmp_path):
+    """How the ranks of a node share one copy of the training data."""
+    saved = TokenizedSamples.from_rows([([1, 2, 3], [False, True, True]), ([4, 5], [False, True]), ([6], [True])])
+    saved.save(tmp_path / "copy")
+    loaded = TokenizedSamples.load(tmp_path / "copy")
+    assert isinstance(loaded.input_ids, np.memmap) and isinstance(loaded.assistant_mask, np.memmap)
+    for field in ("input_ids", "assistant_mask", "offsets", "lengths", "target_tokens"):
+        assert getattr(loaded, field).tolist() == getattr(saved, field).tolist(), field
+    assert build_pack(loaded, [1, 0]).labels.tolist() == build_pack(saved, [1, 0]).labels.tolist()

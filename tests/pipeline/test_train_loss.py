@@ -1,13 +1,14 @@
 """The loss is the token mean of a whole optimizer step: splitting the step into micro-batches, over ranks, or
-packing its samples together changes nothing in the update. In-process with torch on a tiny Llama; the real path
-(DeepSpeed over gloo in Ray Train) is checked in tests/jobs/test_train.py."""
+packing its samples together changes nothing in the update; and computing it chunk by chunk inside the output layer
+changes nothing either. In-process with torch on a tiny Llama; the real path (DeepSpeed over gloo in Ray Train) is
+checked in tests/jobs/test_train.py."""
 
 from functools import cache
 
 import pytest
 
-from pipeline.packing import build_pack, build_padded_batch
-from pipeline.train_loss import backward_scale, token_loss_sum
+from pipeline.packing import IGNORE_INDEX, build_pack, build_padded_batch
+from pipeline.train_loss import LossHead, backward_scale, token_loss_sum
 from tests.tiny_student import tiny_llama, tokenized
 
 # Token sequences of different lengths; the assistant part (True) differs in size too.
@@ -26,6 +27,7 @@ def gradients(micro_batches_per_rank):
 
     samples = tokenized(ROWS)
     model = tiny_llama("eager")
+    head = LossHead(model, chunk_tokens=3)
     world_size = len(micro_batches_per_rank)
     packs = [[build_pack(samples, mb) for mb in rank] for rank in micro_batches_per_rank]
     step_tokens = sum(p.target_tokens for rank in packs for p in rank)  # the all-reduce of token counts
@@ -34,9 +36,9 @@ def gradients(micro_batches_per_rank):
         model.zero_grad()
         loss_sum = 0.0
         for pack in rank:
-            logits = model(input_ids=torch.as_tensor(pack.input_ids)[None],
-                           position_ids=torch.as_tensor(pack.position_ids)[None], use_cache=False).logits
-            loss = token_loss_sum(logits, torch.as_tensor(pack.labels)[None])
+            loss = head.loss_sum(model, torch.as_tensor(pack.labels)[None],
+                                 input_ids=torch.as_tensor(pack.input_ids)[None],
+                                 position_ids=torch.as_tensor(pack.position_ids)[None])
             (loss * backward_scale(step_tokens, world_size)).backward()
             loss_sum += loss.item()
         per_rank.append(({n: p.grad.clone() for n, p in model.named_parameters()}, loss_sum))
@@ -84,9 +86,9 @@ def test_packed_equals_unpacked():
     model = tiny_llama("eager")
     batch = build_padded_batch(samples, range(len(ROWS)), pad_id=0)
     assert batch.input_ids.shape == (4, 9)
-    logits = model(input_ids=torch.as_tensor(batch.input_ids), attention_mask=torch.as_tensor(batch.attention_mask),
-                   use_cache=False).logits
-    loss = token_loss_sum(logits, torch.as_tensor(batch.labels))
+    loss = LossHead(model, chunk_tokens=3).loss_sum(model, torch.as_tensor(batch.labels),
+                                                    input_ids=torch.as_tensor(batch.input_ids),
+                                                    attention_mask=torch.as_tensor(batch.attention_mask))
     tokens = int(samples.target_tokens.sum())
     (loss * backward_scale(tokens, 1)).backward()
     assert_same(({n: p.grad for n, p in model.named_parameters()}, loss.item() / tokens), one_batch())
@@ -99,15 +101,62 @@ def test_averaging_micro_batch_means_would_not_give_the_same_update():
 
     samples = tokenized(ROWS)
     model = tiny_llama("eager")
+    head = LossHead(model, chunk_tokens=3)
     for index in range(len(ROWS)):
         pack = build_pack(samples, [index])
-        logits = model(input_ids=torch.as_tensor(pack.input_ids)[None], use_cache=False).logits
-        loss = token_loss_sum(logits, torch.as_tensor(pack.labels)[None])
+        loss = head.loss_sum(model, torch.as_tensor(pack.labels)[None], input_ids=torch.as_tensor(pack.input_ids)[None])
         (loss / pack.target_tokens / len(ROWS)).backward()
     mean_of_means = {n: p.grad for n, p in model.named_parameters()}
     token_mean, _ = one_batch()
     name = "model.layers.0.mlp.up_proj.weight"
     assert torch.linalg.norm(mean_of_means[name] - token_mean[name]) > 1e-2 * torch.linalg.norm(token_mean[name])
+
+
+def full_logits_loss(hidden, weight, labels):
+    """The textbook loss: every position's logits at once, the unlabelled ones ignored."""
+    import torch.nn.functional as F
+
+    return F.cross_entropy((hidden @ weight.T).float(), labels, ignore_index=IGNORE_INDEX, reduction="sum")
+
+
+@pytest.mark.parametrize("chunk_tokens", [1, 4, 1000])
+def test_the_chunked_loss_equals_the_full_logits_loss_with_its_gradients(chunk_tokens):
+    import torch
+
+    torch.manual_seed(0)
+    labels = torch.randint(0, 50, (12,))
+    labels[[0, 3, 4, 11]] = IGNORE_INDEX
+    inputs = [torch.randn(12, 16, requires_grad=True), torch.randn(50, 16, requires_grad=True)]
+    expected = full_logits_loss(*inputs, labels)
+    expected_grads = torch.autograd.grad(expected, inputs)
+
+    chunked = token_loss_sum(*inputs, labels, chunk_tokens)
+    assert chunked.dtype == torch.float32
+    assert chunked.item() == pytest.approx(expected.item(), rel=1e-6)
+    for got, want in zip(torch.autograd.grad(chunked, inputs), expected_grads):
+        assert torch.allclose(got, want, atol=1e-6)
+
+
+def test_a_pack_without_targets_still_reaches_every_weight_with_zero_gradients():
+    """A rank's filler pack: ZeRO-3 and FSDP run collectives for every parameter in backward, on every rank."""
+    import torch
+
+    hidden, weight = torch.randn(3, 16, requires_grad=True), torch.randn(50, 16, requires_grad=True)
+    loss = token_loss_sum(hidden, weight, torch.full((3,), IGNORE_INDEX), chunk_tokens=2)
+    assert loss.item() == 0.0
+    grads = torch.autograd.grad(loss, [hidden, weight])
+    assert all(g is not None and not g.any() for g in grads)
+
+
+def test_without_labels_the_output_layer_still_computes_logits():
+    import torch
+
+    model = tiny_llama("eager")
+    input_ids = torch.tensor([[5, 6, 7, 8]])
+    before = model(input_ids=input_ids, use_cache=False).logits
+    head = LossHead(model, chunk_tokens=2)
+    assert torch.equal(model(input_ids=input_ids, use_cache=False).logits, before)
+    assert head.loss_sum(model, torch.tensor([[6, 7, 8, IGNORE_INDEX]]), input_ids=input_ids).shape == ()
 
 
 def test_a_step_without_targets_is_refused():
