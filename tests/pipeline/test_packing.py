@@ -54,7 +54,8 @@ class RewritingTemplate:
     def apply_chat_template(self, messages, tokenize=False, add_generation_prompt=False):
         last = max((i for i, m in enumerate(messages) if m["role"] == "assistant"), default=-1)
         text = "".join(
-            m["content"] if i == last or m["role"] != "assistant" else "[earlier answer]" for i, m in enumerate(messages)
+            m["content"] if i == last or m["role"] != "assistant" else "[earlier answer]"
+            for i, m in enumerate(messages)
         )
         return text + ("<assistant>" if add_generation_prompt else "")
 
