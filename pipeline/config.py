@@ -314,7 +314,7 @@ class TrainConfig(_Strict):
     )
     gradient_checkpointing: bool = True
     loss_chunk_tokens: int = Field(
-        2048, ge=1, description="labelled positions whose logits exist at once (pipeline/train_loss.py)"
+        1024, ge=1, description="labelled positions whose logits exist at once (pipeline/train_loss.py)"
     )
     optimizer: OptimizerConfig = Field(default_factory=OptimizerConfig)
     strategy: StrategyConfig = Field(default_factory=DeepSpeedStrategyConfig)
