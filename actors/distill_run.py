@@ -7,6 +7,7 @@ Output layout under `config.output`:
     teachers/<name>/accepted/         samples that passed verification
     teachers/<name>/rejects/          queries the teacher never got accepted, with reason
     teachers/<name>/attempts/         every generated candidate and its verdict
+    plots/response_tokens.png         response lengths of accepted samples, per teacher and category
     summary.json
 
 Every input row ends in exactly one of `queries/` or `rejects/`, and every query in exactly one of a teacher's
@@ -23,6 +24,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
+import pyarrow as pa
 import ray
 from tqdm import tqdm
 
@@ -32,9 +34,12 @@ from actors.teacher import TeacherStage
 from actors.verifier_pool import VerifierPool
 from pipeline.config import DistillConfig, TeacherConfig
 from pipeline.loaders import parse_json_line, parsed_row
+from pipeline.plots import response_length_figure
 from pipeline.resources import INGEST_CPUS_PER_TASK, plan_resources, stage_resources
 from pipeline.schema import ATTEMPT_SCHEMA, QUERY_SCHEMA, REJECT_SCHEMA, SAMPLE_SCHEMA, Reject
 from pipeline.storage import ShardWriter, Store, new_run_tag
+
+LENGTH_PLOT = "plots/response_tokens.png"
 
 @dataclass
 class TeacherReport:
@@ -79,10 +84,21 @@ def run_distill(config: DistillConfig, progress: bool = True, engine_class: str 
         "output": config.output,
         "input": input_counts,
         "teachers": [_report_dict(r) for r in reports],
+        "plots": [write_length_plot(config, store)],
         "wall_s": round(time.monotonic() - started, 1),
     }
     store.write_text("summary.json", json.dumps(summary, indent=2))
     return summary
+
+
+def write_length_plot(config: DistillConfig, store: Store) -> str:
+    """Response lengths of every accepted sample so far (earlier runs into this output included), per teacher and
+    category; returns where the figure is."""
+    columns = ["teacher", "category", "completion_tokens"]
+    tables = [store.read_table(f"teachers/{t.name}/accepted", columns=columns) for t in config.teachers]
+    samples = pa.concat_tables([t for t in tables if t is not None] or [SAMPLE_SCHEMA.empty_table().select(columns)])
+    store.write_bytes(LENGTH_PLOT, response_length_figure(samples))
+    return store.url.rstrip("/") + "/" + LENGTH_PLOT
 
 
 # ---- ingest -------------------------------------------------------------------------------------------------------
@@ -276,5 +292,6 @@ def format_summary(summary: dict[str, Any]) -> str:
             f"mean attempts {t['mean_attempts']}, {t['generated_tokens']} tokens "
             f"({t['tokens_per_accepted']} per accepted) at {t['tokens_per_s']} tok/s, {t['wall_s']} s"
         )
+    lines.append(f"  plots: {', '.join(summary['plots'])}")
     lines.append(f"  wall time: {summary['wall_s']} s")
     return "\n".join(lines)

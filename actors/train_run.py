@@ -6,6 +6,7 @@ Output layout under `config.output` (local or object storage):
     tokenized/             the sources with the student's chat template applied (actors/train_data.py)
     checkpoints/           Ray Train's run folder: step_XXXXXXXX/ checkpoints and its own state
     model/                 the final model, a Hugging Face folder that transformers and vLLM load
+    plots/training.png     loss and learning rate, tokens/s, MFU and packing efficiency of this run's steps
     summary.json
 
 Running the same command again resumes from the latest checkpoint: Ray Train finds the run by its storage path and
@@ -27,10 +28,12 @@ from actors.cluster import connect_ray
 from actors.train_data import input_files, tokenize_sources
 from actors.train_loop import train_worker
 from pipeline.config import TrainConfig
+from pipeline.plots import training_figure
 from pipeline.resources import local_cluster_cpus
 from pipeline.storage import Store
 
 RUN_NAME = "checkpoints"
+TRAINING_PLOT = "plots/training.png"
 
 
 def run_train(config: TrainConfig) -> dict[str, Any]:
@@ -76,8 +79,10 @@ def run_train(config: TrainConfig) -> dict[str, Any]:
         "model": store.url.rstrip("/") + "/model",
         "last_checkpoint": os.path.basename(result.checkpoint.path) if result.checkpoint else None,
         **report,
+        "plots": [store.url.rstrip("/") + "/" + TRAINING_PLOT],
         "wall_s": round(time.monotonic() - started, 1),
     }
+    store.write_bytes(TRAINING_PLOT, training_figure(report["steps"]))
     store.write_text("summary.json", json.dumps(summary, indent=2))
     return summary
 
@@ -112,5 +117,6 @@ def format_summary(summary: dict[str, Any]) -> str:
                      f"{tokens_per_s:,.0f} tok/s, MFU {100 * mfu:.1f}%, "
                      f"packing efficiency {100 * summary['packing_efficiency']:.1f}%")
     lines.append(f"  model: {summary['model']}")
+    lines.append(f"  plots: {', '.join(summary['plots'])}")
     lines.append(f"  wall time: {summary['wall_s']} s")
     return "\n".join(lines)

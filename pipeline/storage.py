@@ -42,10 +42,13 @@ class Store:
         return self.fs.exists(self.path(*parts))
 
     def write_text(self, relpath: str, text: str) -> None:
+        self.write_bytes(relpath, text.encode())
+
+    def write_bytes(self, relpath: str, data: bytes) -> None:
         target = self.path(relpath)
         self.fs.makedirs(posixpath.dirname(target), exist_ok=True)
-        with self.fs.open(target, "w") as f:
-            f.write(text)
+        with self.fs.open(target, "wb") as f:
+            f.write(data)
 
     def read_text(self, relpath: str) -> str:
         with self.fs.open(self.path(relpath), "r") as f:

@@ -124,6 +124,12 @@ def test_accepted_samples_are_verified_and_in_the_paper_format(first_run):
         assert len(sample["config_hash"]) == 12
 
 
+def test_the_response_length_plot_is_written_beside_the_data(first_run):
+    store, summary, _ = first_run
+    assert summary["plots"] == ["s3://distillery-test/distill-run/plots/response_tokens.png"]
+    assert store.fs.cat(store.path("plots/response_tokens.png")).startswith(b"\x89PNG")
+
+
 def test_attempts_log_covers_every_generated_query(first_run):
     store, _, _ = first_run
     attempts = store.read_table("teachers/smollm2/attempts")

@@ -123,6 +123,7 @@ def test_checkpoints_and_the_exported_model_are_in_object_storage(zero3_on_s3):
     model = {p.rsplit("/", 1)[1] for p in store.fs.ls(store.path("model"))}
     assert {"config.json", "model.safetensors", "tokenizer.json", "chat_template.jinja"} <= model
     assert json.loads(store.read_text("summary.json"))["steps"][-1]["step"] == STEPS
+    assert store.fs.cat(store.path("plots/training.png")).startswith(b"\x89PNG")
 
 
 def test_the_nodes_copy_of_the_data_is_removed_when_training_ends(base_config, zero3_on_s3, s3_server):

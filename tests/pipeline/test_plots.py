@@ -1,0 +1,43 @@
+"""Figures come out as PNG images, whatever the data holds, including nothing yet."""
+
+import io
+
+import pyarrow as pa
+import pytest
+
+from pipeline.plots import response_length_figure, training_figure
+
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+def image_size(png: bytes) -> tuple[int, int]:
+    from PIL import Image
+
+    with Image.open(io.BytesIO(png)) as image:
+        return image.size
+
+
+def samples(rows):
+    return pa.table({
+        "teacher": [r[0] for r in rows], "category": [r[1] for r in rows],
+        "completion_tokens": pa.array([r[2] for r in rows], pa.int64()),
+    })
+
+
+def test_response_lengths_get_one_panel_per_category():
+    rows = [("a", "math", 120), ("a", "math", 4000), ("b", "math", 800), ("b", "code", 2500), ("a", "code", 0)]
+    one = response_length_figure(samples([r for r in rows if r[1] == "math"]))
+    two = response_length_figure(samples(rows))
+    assert one.startswith(PNG_MAGIC) and two.startswith(PNG_MAGIC)
+    assert image_size(two)[0] == pytest.approx(2 * image_size(one)[0], rel=0.01)
+
+
+def test_no_accepted_samples_still_give_a_figure():
+    assert response_length_figure(samples([])).startswith(PNG_MAGIC)
+
+
+def test_training_curves():
+    steps = [{"step": i + 1, "loss": 2.0 / (i + 1), "lr": 1e-5, "tokens_per_s": 100.0, "mfu": 0.3,
+              "packing_efficiency": 0.9} for i in range(5)]
+    assert training_figure(steps).startswith(PNG_MAGIC)
+    assert training_figure([]).startswith(PNG_MAGIC), "a run resumed after its last step trains no step"
