@@ -129,7 +129,7 @@ class TeacherConfig(ServedModel):
 
 
 class InputConfig(_Strict):
-    paths: list[str] = Field(min_length=1, description="JSONL or Parquet files, local or object storage")
+    paths: list[str] = Field(min_length=1, description="JSONL or Parquet files or folders of them, local or s3://")
     limit: int | None = Field(None, ge=1, description="first N valid queries only")
     max_row_bytes: int = Field(1_000_000, ge=1024)
 
