@@ -80,13 +80,15 @@ def partition_of(value: str, partitions: int) -> int:
 
 
 def input_position(origin: str, inputs: list[str]) -> tuple[int, int]:
-    """(input file index, line) from an origin: `path:line` for JSONL; `path#row` for Parquet, whose rows carry no
-    line number (0), so they are ordered by id."""
+    """(index of the input, line) from an origin: `path:line` for JSONL; `path#row` for Parquet, whose rows carry no
+    line number (0), so they are ordered by id. A file read from an input folder belongs to that folder."""
     path, _, line = origin.rpartition(":")
-    if line.isdigit() and path in inputs:
-        return inputs.index(path), int(line)
-    path = origin.removesuffix("#row")
-    return (inputs.index(path), 0) if path in inputs else (len(inputs), 0)
+    if not line.isdigit():
+        path, line = origin.removesuffix("#row"), "0"
+    for index, given in enumerate(inputs):
+        if path == given or path.startswith(given.rstrip("/") + "/"):
+            return index, int(line)
+    return len(inputs), 0
 
 
 def prepare_batch(batch: pa.Table, inputs: list[str], config: PreprocessConfig) -> pa.Table:

@@ -76,11 +76,14 @@ def test_every_input_row_becomes_one_stream_row(stream):
         ("s3://b/q.jsonl:12", (1, 12)),
         ("a.jsonl:3", (0, 3)),
         ("data/x.parquet#row", (2, 0)),
-        ("elsewhere.jsonl:3", (3, 0)),
+        ("kept/part-1.parquet#row", (3, 0)),
+        ("kept/more/b.jsonl:7", (3, 7)),
+        ("elsewhere.jsonl:3", (4, 0)),
+        ("kept-other/a.jsonl:3", (4, 0)),
     ],
 )
 def test_input_position(origin, position):
-    assert input_position(origin, ["a.jsonl", "s3://b/q.jsonl", "data/x.parquet"]) == position
+    assert input_position(origin, ["a.jsonl", "s3://b/q.jsonl", "data/x.parquet", "kept/"]) == position
 
 
 def test_exact_duplicates_point_at_the_first_occurrence(stream):
