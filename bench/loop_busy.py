@@ -33,7 +33,8 @@ def main() -> None:
     with open(work / "sums.jsonl", "w") as f:
         for i in range(args.queries):
             a, b = rng.randint(1, 999), rng.randint(1, 999)
-            row = {"id": f"sum-{i}", "category": "math", "prompt": f"What is {a} + {b}?", "reference": {"answer": str(a + b)}}
+            row = {"id": f"sum-{i}", "category": "math", "prompt": f"What is {a} + {b}?",
+                   "reference": {"answer": str(a + b)}}
             f.write(json.dumps(row) + "\n")
     stats_path = work / "engine_stats.json"
     config = parse_config(DistillConfig, 

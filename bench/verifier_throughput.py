@@ -27,8 +27,10 @@ def rate(verifier, cases) -> dict:
 
 
 def main() -> None:
-    math_cases = [(to_query(r, "math500"), f"\\boxed{{{last_boxed(r['solution'])}}}") for r in rows("benchmarks/math500.jsonl", 200)]
-    arc_cases = [(to_query(r, "arc"), f"The answer is {r['answerKey']}.") for r in rows("queries/arc_challenge_dev.jsonl", 200)]
+    math_cases = [(to_query(r, "math500"), f"\\boxed{{{last_boxed(r['solution'])}}}")
+                  for r in rows("benchmarks/math500.jsonl", 200)]
+    arc_cases = [(to_query(r, "arc"), f"The answer is {r['answerKey']}.")
+                 for r in rows("queries/arc_challenge_dev.jsonl", 200)]
     mbpp = rows("queries/mbpp.jsonl", 60)
     code_cases = [(to_query(r, source_name("mbpp.jsonl")), f"```python\n{r['code']}\n```") for r in mbpp]
     math_verifier, code_verifier = MathVerifier(), CodeVerifier()
