@@ -2,7 +2,7 @@
 copied once to each node's disk, where every training worker on the node maps it.
 
 Layout under the run's output:
-    tokenized/source=<name>/       id, input_ids, assistant_mask (pipeline.packing.TOKENIZED_SCHEMA)
+    tokenized/source=<name>/       id, input_ids, assistant_mask, error (pipeline.packing.TOKENIZED_SCHEMA)
     tokenized/_SUCCESS             the input files each source was made from
 and on each node, `DISTILLERY_CACHE/tokenized/<key>/`: the flat arrays of `pipeline.packing.TokenizedSamples`.
 
@@ -24,6 +24,7 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import ray
 
 from pipeline.config import ConfigError, TrainConfig, TrainSourceConfig
@@ -43,14 +44,22 @@ def _tokenizer(model: str) -> Any:
 
 
 def tokenize_batch(batch: pa.Table, model: str) -> pa.Table:
-    """Ray Data UDF: accepted-sample rows to token ids and assistant masks, keeping the `source` column."""
-    ids, masks = [], []
+    """Ray Data UDF: accepted-sample rows to token ids and assistant masks, keeping the `source` column. A row whose
+    messages cannot be rendered keeps its id, with empty token lists and the reason in `error`: it is counted and
+    left out of training, and the other rows proceed."""
+    ids, masks, errors = [], [], []
     for messages in batch.column("messages").to_pylist():
-        input_ids, mask = tokenize_conversation(_tokenizer(model), messages)
+        try:
+            input_ids, mask = tokenize_conversation(_tokenizer(model), messages)
+            error = None
+        except Exception as err:  # noqa: BLE001 - any template or data error of one row; the row carries it
+            input_ids, mask, error = [], [], f"{type(err).__name__}: {err}"[:500]
         ids.append(input_ids)
         masks.append(mask)
+        errors.append(error)
     tokenized = pa.Table.from_arrays(
-        [batch.column("id"), pa.array(ids, pa.list_(pa.int32())), pa.array(masks, pa.list_(pa.bool_()))],
+        [batch.column("id"), pa.array(ids, pa.list_(pa.int32())), pa.array(masks, pa.list_(pa.bool_())),
+         pa.array(errors, pa.string())],
         schema=TOKENIZED_SCHEMA,
     )
     return tokenized.append_column("source", batch.column("source"))
@@ -92,7 +101,26 @@ def tokenize_sources(config: TrainConfig, store: Store, inputs: dict[str, list[s
     dataset.map_batches(
         tokenize_batch, fn_kwargs={"model": config.model}, batch_format="pyarrow", num_cpus=INGEST_CPUS_PER_TASK,
     ).write_parquet(store.path("tokenized"), filesystem=store.arrow_filesystem(), partition_cols=["source"])
+    check_tokenized(config, store)
     store.write_text("tokenized/_SUCCESS", json.dumps({"inputs": inputs}, indent=2))
+
+
+def check_tokenized(config: TrainConfig, store: Store) -> None:
+    """Report the rows that could not be tokenized; a source with no usable row at all is an error (a chat template
+    the tokenizer cannot apply, say), named with its first reason."""
+    for source in config.data.sources:
+        table = store.read_table(f"tokenized/source={source.name}", columns=["id", "error"])
+        if table is None:
+            continue
+        failed = table.filter(pc.is_valid(table.column("error")))
+        if not failed.num_rows:
+            continue
+        example = failed.slice(0, 1).to_pylist()[0]
+        message = (f"data.sources.{source.name}: {failed.num_rows} of {table.num_rows} samples could not be "
+                   f"tokenized, e.g. {example['id']}: {example['error']}")
+        if failed.num_rows == table.num_rows:
+            raise ConfigError(message)
+        print(f"[train] {message}; they are left out", flush=True)
 
 
 def load_training_data(

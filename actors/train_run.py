@@ -106,7 +106,7 @@ def format_summary(summary: dict[str, Any]) -> str:
     for name, counts in summary["data"].items():
         lines.append(f"  source {name}: {counts['kept']} of {counts['samples']} samples trained on, dropped: "
                      f"{counts['over_max_seq_len']} over max_seq_len, {counts['no_assistant_tokens']} without "
-                     f"assistant tokens")
+                     f"assistant tokens, {counts['untokenizable']} untokenizable")
     plan = summary["plan"]
     lines.append(f"  plan: {plan['total_steps']} steps ({plan['steps_per_epoch']} per epoch), "
                  f"resumed at step {plan['resumed_at']}")

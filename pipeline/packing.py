@@ -25,6 +25,7 @@ TOKENIZED_SCHEMA = pa.schema(
         ("id", pa.string()),
         ("input_ids", pa.list_(pa.int32())),
         ("assistant_mask", pa.list_(pa.bool_())),  # True for the tokens the student learns to write
+        ("error", pa.string()),  # why the sample could not be tokenized (its token lists are then empty), else null
     ]
 )
 

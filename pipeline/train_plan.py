@@ -29,12 +29,16 @@ class Source:
 def trainable(
     name: str, indices: np.ndarray, lengths: np.ndarray, target_tokens: np.ndarray, max_seq_len: int, weight: float
 ) -> tuple[Source, dict[str, int]]:
-    """Keep the samples that fit in a pack and have something to learn; count the others by reason."""
+    """Keep the samples that fit in a pack and have something to learn; count the others by reason. A sample without
+    tokens is one whose messages could not be tokenized (see `TOKENIZED_SCHEMA.error`)."""
+    untokenizable = lengths[indices] == 0
     too_long = lengths[indices] > max_seq_len
-    nothing_to_learn = ~too_long & (target_tokens[indices] == 0)
-    kept = indices[~too_long & ~nothing_to_learn]
-    return Source(name, kept, weight), {"over_max_seq_len": int(too_long.sum()), "no_assistant_tokens": int(
-        nothing_to_learn.sum())}
+    nothing_to_learn = ~untokenizable & ~too_long & (target_tokens[indices] == 0)
+    kept = indices[~untokenizable & ~too_long & ~nothing_to_learn]
+    return Source(name, kept, weight), {
+        "over_max_seq_len": int(too_long.sum()), "no_assistant_tokens": int(nothing_to_learn.sum()),
+        "untokenizable": int(untokenizable.sum()),
+    }
 
 
 def epoch_order(sources: Sequence[Source], seed: int, epoch: int) -> np.ndarray:

@@ -49,7 +49,7 @@ def tokenized(rows: list[tuple[list[int], list[bool]]]):
     from pipeline.packing import TOKENIZED_SCHEMA, TokenizedSamples
 
     table = pa.Table.from_pylist(
-        [{"id": str(i), "input_ids": ids, "assistant_mask": mask} for i, (ids, mask) in enumerate(rows)],
+        [{"id": str(i), "input_ids": ids, "assistant_mask": mask, "error": None} for i, (ids, mask) in enumerate(rows)],
         schema=TOKENIZED_SCHEMA,
     )
     return TokenizedSamples.from_arrow(table)

@@ -78,11 +78,11 @@ def test_too_little_data_for_one_step_is_an_error():
 
 
 def test_samples_that_cannot_be_trained_on_are_dropped_and_counted():
-    lengths = np.array([10, 700, 20, 30])
-    targets = np.array([5, 300, 0, 9])
-    source, dropped = trainable("a", np.arange(4), lengths, targets, max_seq_len=512, weight=1.0)
+    lengths = np.array([10, 700, 20, 30, 0])
+    targets = np.array([5, 300, 0, 9, 0])
+    source, dropped = trainable("a", np.arange(5), lengths, targets, max_seq_len=512, weight=1.0)
     assert source.indices.tolist() == [0, 3]
-    assert dropped == {"over_max_seq_len": 1, "no_assistant_tokens": 1}
+    assert dropped == {"over_max_seq_len": 1, "no_assistant_tokens": 1, "untokenizable": 1}
 
 
 @pytest.mark.parametrize(
