@@ -14,7 +14,7 @@ import ray
 
 from pipeline.loaders import jsonl_lines, source_name
 from pipeline.resources import INGEST_CPUS_PER_TASK
-from pipeline.storage import arrow_filesystem, filesystem
+from pipeline.storage import arrow_filesystem, data_files, filesystem
 
 
 def read_raw_rows(paths: list[str], storage_options: dict[str, Any]) -> ray.data.Dataset:
@@ -43,16 +43,11 @@ def read_raw_rows(paths: list[str], storage_options: dict[str, Any]) -> ray.data
 
 
 def _files(path: str, fs, fs_path: str) -> dict[str, str]:
-    """The data files at `path`, each mapped to the name rows cite as their origin. In a folder, names starting with
-    `_` or `.` are skipped at any depth: they are markers and staging areas (`_SUCCESS`, `_staging/`), never data."""
+    """The data files at `path` (`pipeline.storage.data_files`), each mapped to the name rows cite as their origin."""
     if not fs.isdir(fs_path):
         return {fs_path: path}
     root = fs_path.rstrip("/")
-    files = {
-        f: path.rstrip("/") + f[len(root):]
-        for f in sorted(fs.find(root))
-        if not any(part.startswith(("_", ".")) for part in f[len(root):].split("/"))
-    }
+    files = {f: path.rstrip("/") + f[len(root):] for f in data_files(fs, fs_path)}
     if not files:
         raise FileNotFoundError(f"{path}: no input files in this folder")
     return files

@@ -15,7 +15,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import posixpath
 import shutil
 from collections.abc import Callable
 from functools import cache
@@ -31,7 +30,7 @@ from pipeline.config import ConfigError, TrainConfig, TrainSourceConfig
 from pipeline.models import cache_dir, resolve_model
 from pipeline.packing import TOKENIZED_SCHEMA, TokenizedSamples, tokenize_conversation
 from pipeline.resources import INGEST_CPUS_PER_TASK
-from pipeline.storage import Store, arrow_filesystem, filesystem
+from pipeline.storage import Store, arrow_filesystem, data_files, filesystem
 from pipeline.train_plan import Source, trainable
 
 
@@ -66,10 +65,9 @@ def tokenize_batch(batch: pa.Table, model: str) -> pa.Table:
 
 
 def source_files(source: TrainSourceConfig, storage_options: dict[str, Any]) -> list[str]:
-    """The source's Parquet files, sorted and without the protocol; a folder's files are its `*.parquet` children,
-    not those in `_staging/`."""
+    """The source's Parquet files (`pipeline.storage.data_files`), sorted and without the protocol."""
     fs, path = filesystem(source.path, storage_options)
-    paths = [path] if path.endswith(".parquet") else sorted(fs.glob(posixpath.join(path.rstrip("/"), "*.parquet")))
+    paths = [f for f in data_files(fs, path) if f.endswith(".parquet")]
     if not paths:
         raise ConfigError(f"data.sources.{source.name}: no Parquet files at {source.path}")
     return paths

@@ -3,7 +3,7 @@
 import pyarrow as pa
 import pytest
 
-from pipeline.storage import ShardWriter, Store
+from pipeline.storage import ShardWriter, Store, data_files
 
 SCHEMA = pa.schema([("id", pa.string()), ("n", pa.int64())])
 
@@ -46,3 +46,14 @@ def test_uncommitted_rows_are_invisible(store):
 def test_text_files_round_trip(store):
     store.write_text("config.json", '{"a": 1}')
     assert store.exists("config.json") and store.read_text("config.json") == '{"a": 1}'
+
+
+def test_a_folder_names_its_data_files_but_not_markers_or_staging(tmp_path):
+    import fsspec
+
+    for name in ["b.parquet", "a.jsonl", "nested/c.parquet", "_SUCCESS", "_staging/d.parquet", "nested/.hidden"]:
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_text("x")
+    fs = fsspec.filesystem("file")
+    assert data_files(fs, str(tmp_path)) == [str(tmp_path / n) for n in ["a.jsonl", "b.parquet", "nested/c.parquet"]]
+    assert data_files(fs, str(tmp_path / "b.parquet")) == [str(tmp_path / "b.parquet")]
