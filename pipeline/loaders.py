@@ -123,9 +123,15 @@ def _native(r: dict) -> dict:
     return {k: json.loads(v) if k in ("reference", "metadata") and isinstance(v, str) else v for k, v in r.items()}
 
 
+def gsm8k_solution(text: str) -> tuple[str, str]:
+    """A GSM8K `answer` field split into (reasoning, final answer): the answer follows the last `####`, without
+    thousands separators."""
+    reasoning, answer = text.rsplit("####", 1)
+    return reasoning, answer.strip().replace(",", "")
+
+
 def _gsm8k(r: dict) -> dict:
-    answer = r["answer"].rsplit("####", 1)[1].strip().replace(",", "")
-    return {"category": "math", "prompt": r["question"], "reference": {"answer": answer}}
+    return {"category": "math", "prompt": r["question"], "reference": {"answer": gsm8k_solution(r["answer"])[1]}}
 
 
 def _math_problem(r: dict) -> dict:

@@ -13,7 +13,7 @@ import re
 from collections.abc import Iterable, Iterator
 from typing import Any
 
-from pipeline.loaders import last_boxed
+from pipeline.loaders import gsm8k_solution, last_boxed
 from pipeline.response_format import format_response
 from pipeline.schema import Category, Message, Sample
 
@@ -25,8 +25,8 @@ def reference_sample(row: dict[str, Any], sample_id: str, source: str) -> Sample
     """The row's reference solution as a sample; None for a row of another shape or without a final answer."""
     if "question" in row and "####" in str(row.get("answer", "")):
         prompt = row["question"]
-        reasoning, answer = row["answer"].rsplit("####", 1)
-        think, answer = _CALCULATOR_NOTE.sub("", reasoning).strip(), answer.strip().replace(",", "")
+        reasoning, answer = gsm8k_solution(row["answer"])
+        think = _CALCULATOR_NOTE.sub("", reasoning).strip()
     elif "problem" in row and last_boxed(row.get("solution", "")):
         prompt, think, answer = row["problem"], row["solution"].strip(), last_boxed(row["solution"])
     else:
