@@ -102,12 +102,9 @@ def _has_lone_surrogate(value: Any) -> bool:
 _BOXED = re.compile(r"\\boxed\s*\{")
 
 
-def last_boxed(text: str) -> str | None:
-    """Content of the last `\\boxed{...}` in `text`, braces balanced; None when there is none."""
-    starts = [m.end() for m in _BOXED.finditer(text)]
-    if not starts:
-        return None
-    depth, start = 1, starts[-1]
+def _balanced(text: str, start: int) -> str | None:
+    """The text from `start` to the brace that closes the one just before it; None when it never closes."""
+    depth = 1
     for i in range(start, len(text)):
         if text[i] == "{":
             depth += 1
@@ -116,6 +113,25 @@ def last_boxed(text: str) -> str | None:
             if depth == 0:
                 return text[start:i]
     return None
+
+
+def last_boxed(text: str) -> str | None:
+    """Content of the last `\\boxed{...}` in `text`, braces balanced; None when there is none."""
+    starts = [m.end() for m in _BOXED.finditer(text)]
+    return _balanced(text, starts[-1]) if starts else None
+
+
+def all_boxed(text: str) -> list[str]:
+    """Contents of every outermost `\\boxed{...}` in `text`, in order, braces balanced; one left open ends the
+    list."""
+    contents, position = [], 0
+    while (match := _BOXED.search(text, position)) is not None:
+        content = _balanced(text, match.end())
+        if content is None:
+            break
+        contents.append(content)
+        position = match.end() + len(content) + 1
+    return contents
 
 
 def _native(r: dict) -> dict:
