@@ -67,9 +67,10 @@ def run_distill(config: DistillConfig, progress: bool = True, engine_class: str 
     print(f"[distillery] config {config_hash}; {plan.describe()}", flush=True)
 
     started = time.monotonic()
-    input_counts = ingest(config, store, config_hash, progress)
+    # Verifiers first: a run whose verifiers cannot work on this cluster stops here, before any work.
     verifiers = VerifierPool.start(config.verifiers, config.judge)
     try:
+        input_counts = ingest(config, store, config_hash, progress)
         # Teachers run side by side, each its own Ray Data pipeline over the same queries and its own dataset.
         with ThreadPoolExecutor(max_workers=len(config.teachers)) as pool:
             runs = [

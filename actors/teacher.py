@@ -37,8 +37,7 @@ class TeacherStage:
         self._metrics = DistillMetrics(self._teacher.name)
 
     async def _verify(self, query: Query, response: str) -> Verdict:
-        ref = self._verifiers.verify(query, response, self._teacher.response_format)
-        return Verdict.from_dict(await ref)
+        return await self._verifiers.verify(query, response, self._teacher.response_format)
 
     async def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, list]:
         queries = [Query.from_row(_plain(dict(zip(batch, values)))) for values in zip(*batch.values())]
@@ -49,11 +48,12 @@ class TeacherStage:
         return {**encode_outcomes(outcomes), "engine_ready_at": [self._ready_at] * len(outcomes)}
 
     async def _distill(self, query: Query) -> Outcome:
-        if not self._verifiers.can_verify(query):
+        routing = self._verifiers.route(query)
+        if routing.route is None:
             # Generating what nothing can verify would only burn engine time.
             reject = Reject(
                 id=query.id, origin=query.source or "", stage="distill", teacher=self._teacher.name,
-                reason="no_verifier_for_category", detail=query.category.value, config_hash=self._config_hash,
+                reason=routing.reason, detail=routing.detail, config_hash=self._config_hash,
             )
             return Outcome(None, reject, [])
         return await distill_query(query, self._teacher, self._engine.generate, self._verify, self._config_hash)

@@ -21,7 +21,7 @@ class VerifyStage:
         self._response_format = response_format
 
     async def _verify(self, query: Query, response: str) -> Verdict:
-        return Verdict.from_dict(await self._verifiers.verify(query, response, self._response_format))
+        return await self._verifiers.verify(query, response, self._response_format)
 
     async def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, list]:
         rows: list[dict[str, Any]] = await asyncio.gather(*(

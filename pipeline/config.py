@@ -138,6 +138,11 @@ class VerifierConfig(_Strict):
     replicas: int = Field(2, ge=1)
     num_cpus: float = Field(0.5, ge=0.0)
     math_timeout_s: float = Field(10.0, gt=0.0, description="hard wall-clock limit per math verification")
+    code: bool = Field(
+        True,
+        description="run code answers in the sandbox; a run refuses to start where the sandbox cannot isolate. "
+        "false rejects code queries before generation (code_verification_disabled)",
+    )
     code_max_tests: int = Field(10, ge=1, description="tests run per code answer (the paper uses up to 10)")
     code_wall_s: float = Field(5.0, gt=0.0, description="wall-clock limit per test run")
     code_cpu_s: int = Field(5, ge=1, description="CPU-time limit per test run")

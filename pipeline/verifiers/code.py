@@ -1,19 +1,25 @@
 """Code answers: the answer's last code block runs against the reference tests in the sandbox.
 
-Score = fraction of tests passed (at most `max_tests` of them, as the paper caps at 10). Python: assert tests run
-one assert per run, after the reference's setup code and the candidate's program; stdin/stdout tests compare output
-after normalizing whitespace. C++ (stdin/stdout only): compiled once with g++ inside the sandbox, then the binary
-runs once per test, in a fresh sandbox each time.
+Score = fraction of tests passed (at most `max_tests` of them, as the paper caps at 10); a test passes on what the
+program computes, never on how it exits. Python assert tests run one test statement per run, through the harness
+(`pipeline.verifiers.harness`): the assertions are rewritten to report their operands as plain values, and are
+judged again here, outside the sandbox. Stdin/stdout tests compare the output, after normalizing whitespace, and
+need a clean exit. C++ (stdin/stdout only): compiled once with g++ inside the sandbox, then the binary runs once per
+test, in a fresh sandbox each time.
 """
 
 from __future__ import annotations
 
+import ast
 import base64
 import re
+import secrets
+from pathlib import Path
 
 from pipeline.schema import AssertTests, CodeReference, Query, StdioTests
 from pipeline.verifiers.base import Verdict
-from pipeline.verifiers.sandbox import Limits, RunResult, Sandbox
+from pipeline.verifiers.harness import holds, thaw
+from pipeline.verifiers.sandbox import REPORT_FD, Limits, RunResult, Sandbox
 
 _FENCE = re.compile(r"```[ \t]*([\w+#-]*)[ \t]*\n(.*?)```", re.DOTALL)
 _LABELS = {"python": {"", "python", "py", "python3"}, "cpp": {"", "cpp", "c++", "cc", "cxx"}}
@@ -38,6 +44,10 @@ open("main", "wb").write(base64.b64decode({binary!r}))
 os.chmod("main", 0o755)
 os.execv("./main", ["./main"])
 """
+# The harness, with a private copy of the builtins bound before it defines anything (see its module docstring).
+_HARNESS = "import builtins as _b\n__builtins__ = dict(_b.__dict__)\ndel _b\n" + (
+    Path(__file__).with_name("harness.py").read_text()
+)
 
 
 def extract_program(answer: str, language: str = "python") -> str | None:
@@ -74,7 +84,8 @@ class CodeVerifier:
                 return Verdict(0.0, self.name, details, failure="compile_error")
             program = _EXEC.format(binary=compiled.stdout.decode())
         if isinstance(tests, AssertTests):
-            outcomes = [self._assert(tests.setup, program, statement) for statement in tests.asserts[: self._max_tests]]
+            setup = instrument(tests.setup)
+            outcomes = [self._assert(setup, program, instrument(s)) for s in tests.asserts[: self._max_tests]]
         else:
             assert isinstance(tests, StdioTests)
             outcomes = [self._stdio(program, case.input, case.output) for case in tests.cases[: self._max_tests]]
@@ -84,8 +95,11 @@ class CodeVerifier:
         return Verdict(score, self.name, details, failure=None if passed == len(outcomes) else "tests_failed")
 
     def _assert(self, setup: str, program: str, statement: str) -> dict:
-        run = self._sandbox.run(f"{setup}\n{program}\n{statement}\n")
-        return _outcome(run, run.ok)
+        token = secrets.token_hex(16)
+        call = f"run_test({setup!r}, {program!r}, {statement!r}, {REPORT_FD}, {token!r})\n"
+        run = self._sandbox.run(f"{_HARNESS}\n{call}")
+        passed, reason = judge_report(run.report, token)
+        return {**_outcome(run, passed), "reason": reason}
 
     def _stdio(self, program: str, stdin: str, expected: str) -> dict:
         run = self._sandbox.run(program, stdin.encode())
@@ -103,3 +117,92 @@ def _outcome(run: RunResult, passed: bool) -> dict:
         "output_truncated": run.output_truncated,
         "stderr": run.stderr[-300:].decode("utf-8", errors="replace"),
     }
+
+
+# ---- assert tests, outside the sandbox -------------------------------------------------------------------------
+
+
+def instrument(source: str) -> str:
+    """`source` with every `assert` turned into a `__check__` call that records its operands (see module doc)."""
+    tree = _AssertRewriter().visit(ast.parse(source))
+    return ast.unparse(ast.fix_missing_locations(tree))
+
+
+class _AssertRewriter(ast.NodeTransformer):
+    def __init__(self):
+        self._sites = 0
+
+    def visit_Assert(self, node: ast.Assert) -> ast.stmt:
+        self._sites += 1
+        op, operands = _split(node.test)
+        call = ast.Call(ast.Name("__check__", ast.Load()), [ast.Constant(self._sites), op, *operands], [])
+        return ast.copy_location(ast.Expr(call), node)
+
+
+_OPERATORS = {ast.Eq: "==", ast.NotEq: "!=", ast.Lt: "<", ast.LtE: "<=", ast.Gt: ">", ast.GtE: ">=", ast.In: "in",
+              ast.NotIn: "not in", ast.Is: "is", ast.IsNot: "is not"}
+
+
+def _split(test: ast.expr) -> tuple[ast.expr, list[ast.expr]]:
+    """The operator an assertion applies and the operands it applies it to, so that the operator runs outside."""
+    if isinstance(test, ast.Compare):
+        ops = ast.Tuple([ast.Constant(_OPERATORS[type(o)]) for o in test.ops], ast.Load())
+        return ops, [test.left, *test.comparators]
+    if isinstance(test, ast.UnaryOp) and isinstance(test.op, ast.Not):
+        return ast.Constant("not"), [test.operand]
+    if isinstance(test, ast.Call) and _called_name(test.func) == "isclose" and len(test.args) == 2:
+        keywords = {k.arg: k.value for k in test.keywords}
+        rel_tol = keywords.get("rel_tol", ast.Constant(1e-09))
+        abs_tol = keywords.get("abs_tol", ast.Constant(0.0))
+        return ast.Constant("isclose"), [*test.args, rel_tol, abs_tol]
+    return ast.Constant("truth"), [test]
+
+
+def _called_name(func: ast.expr) -> str | None:
+    if isinstance(func, ast.Name):
+        return func.id
+    if isinstance(func, ast.Attribute) and isinstance(func.value, ast.Name) and func.value.id in ("math", "cmath"):
+        return func.attr
+    return None
+
+
+def judge_report(report: bytes, token: str) -> tuple[bool, str | None]:
+    """Whether an assert test passed, judged from the harness's records alone, and why not. It passed when the test
+    statement ran to its end, reached at least one assertion, and every assertion holds when evaluated again here."""
+    try:
+        records = [ast.literal_eval(line) for line in report.decode("utf-8", "surrogatepass").splitlines()]
+    except (ValueError, TypeError, SyntaxError, UnicodeDecodeError, MemoryError, RecursionError):
+        return False, "unreadable_report"
+    checked = 0
+    for position, signed in enumerate(records):
+        if not isinstance(signed, tuple) or len(signed) < 2 or signed[0] != token:
+            return False, "forged_report"
+        record = signed[1:]
+        kind = record[0]
+        if kind == "done" and position == len(records) - 1:
+            return (True, None) if checked else (False, "no_assertion_reached")
+        if kind == "bad" and len(record) == 3:
+            return False, str(record[2])
+        if kind == "error" and len(record) == 2:
+            return False, "assertion_failed" if record[1] == "AssertionError" else f"raised_{record[1]}"[:80]
+        if kind != "cmp" or len(record) < 4:
+            return False, "unreadable_report"
+        try:
+            if not holds(record[2], [thaw(encoded) for encoded in record[3:]]):
+                return False, "assertion_failed"
+        except (TypeError, ValueError, KeyError, IndexError, OverflowError, RecursionError):
+            return False, "assertion_failed"
+        checked += 1
+    return False, "ended_before_the_test"
+
+
+def unusable_tests(reference: CodeReference) -> str | None:
+    """Why the reference's assert tests cannot be run through the harness (they do not parse), else None."""
+    if not isinstance(reference.tests, AssertTests):
+        return None
+    for source in [reference.tests.setup, *reference.tests.asserts]:
+        try:
+            ast.parse(source)
+        except (SyntaxError, ValueError) as err:
+            return f"test code does not parse: {err}"[:200]
+    return None

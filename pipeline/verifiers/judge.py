@@ -14,9 +14,8 @@ from collections.abc import Awaitable, Callable
 
 from pipeline.config import SamplingConfig
 from pipeline.engine import Candidate, RequestFailed
-from pipeline.schema import Category, Message, Query
+from pipeline.schema import Message, Query
 from pipeline.verifiers.base import Verdict
-from pipeline.verifiers.choice import is_choice_reference
 
 SCALE = 10
 JUDGE_VERIFIER = "llm-judge/1"
@@ -42,13 +41,6 @@ _SCORE_PATTERNS = [
 ]
 
 GenerateFn = Callable[[list[Message], SamplingConfig], Awaitable[list[Candidate]]]
-
-
-def needs_judge(query: Query) -> bool:
-    """Chat, general, and science questions that are not multiple choice."""
-    if query.category in (Category.chat, Category.general):
-        return True
-    return query.category is Category.science and not is_choice_reference(query)
 
 
 def judge_messages(query: Query, answer: str) -> list[Message]:

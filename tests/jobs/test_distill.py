@@ -52,8 +52,8 @@ def run_job(tmp_path_factory, s3_server):
                 "response_format": "plain",
                 "system_prompt": "Solve the problem step by step. End with a line that states the final answer.",
                 "engine": {"max_model_len": 1024, "enforce_eager": True, "batch_size": 2, "batches_in_flight": 4},
-                "sampling": {"default": {"temperature": 0.8, "max_tokens": 160, "n": 4, "seed": 1}},
-                "max_attempts": 2,
+                "sampling": {"default": {"temperature": 0.8, "max_tokens": 160, "n": 8, "seed": 1}},
+                "max_attempts": 2,  # SmolLM2-135M solves about one in ten of these: 16 tries each
             }
         ],
         "verifiers": {"replicas": 1},
@@ -105,7 +105,7 @@ def test_every_query_is_accepted_or_rejected_by_the_teacher_exactly_once(first_r
     rejected_ids = [] if rejected is None else rejected.column("id").to_pylist()
     assert sorted(accepted_ids + rejected_ids) == sorted(query_ids)
     assert summary["teachers"][0]["accepted"] == len(accepted_ids)
-    assert {r["id"]: r["reason"] for r in rejected.to_pylist()}["chat-1"] == "no_verifier_for_category"
+    assert {r["id"]: r["reason"] for r in rejected.to_pylist()}["chat-1"] == "no_judge_configured"
 
 
 def test_accepted_samples_are_verified_and_in_the_paper_format(first_run):

@@ -105,7 +105,7 @@ def test_chat_general_and_free_form_science_go_to_the_llm_judge(tmp_path):
     config = tmp_path / "judge.yaml"
 
     without_judge = run_verify(path, tmp_path / "unjudged.jsonl")
-    assert without_judge["outcomes"] == {"no_verifier_for_category": 3, "missing_think_close": 1}
+    assert without_judge["outcomes"] == {"no_judge_configured": 4}, "no verifier: nothing else is checked"
 
     config.write_text(JUDGE_CONFIG)
     summary = run_verify(path, tmp_path / "judged.jsonl", "--config", str(config))
@@ -120,3 +120,37 @@ def test_chat_general_and_free_form_science_go_to_the_llm_judge(tmp_path):
             assert "judge_reply" in details and details["judge_score"] == pytest.approx(row["verify_score"] * 10)
         else:
             assert details["failure"] == "judge_unparseable" and len(details["replies"]) == 2
+
+
+def run_without_user_namespaces(job: list[str]) -> subprocess.CompletedProcess:
+    """The whole job, Ray included, in a user namespace that may create no further ones: no sandbox can isolate."""
+    command = " ".join([sys.executable, *job])
+    no_more_namespaces = "echo 0 > /proc/sys/user/max_user_namespaces"
+    return subprocess.run(
+        ["unshare", "--user", "--map-root-user", "sh", "-c", f"{no_more_namespaces} && {command}"],
+        cwd=REPO, capture_output=True, text=True, timeout=600,
+    )
+
+
+def test_where_the_nodes_cannot_isolate_code_the_job_refuses_at_start_with_one_message(responses, tmp_path):
+    path, _ = responses
+    output = tmp_path / "never.jsonl"
+    result = run_without_user_namespaces(["-m", "jobs.verify", "--input", str(path), "--output", str(output)])
+    assert result.returncode == 2, result.stderr[-3000:]
+    assert "verifiers.code: the code sandbox cannot isolate programs" in result.stderr
+    assert "code: false" in result.stderr and "Traceback" not in result.stderr
+    assert not output.exists(), "no row is scored, and no code runs unisolated"
+
+
+def test_with_code_verification_off_the_rest_is_scored_and_code_rows_say_why_not(responses, tmp_path):
+    path, n_math = responses
+    config = tmp_path / "no_code.yaml"
+    config.write_text("verifiers: {code: false}\n")
+    output = tmp_path / "scored.jsonl"
+    result = run_without_user_namespaces(
+        ["-m", "jobs.verify", "--input", str(path), "--output", str(output), "--config", str(config), "--no-progress"]
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    rows = [json.loads(line) for line in output.read_text().splitlines()]
+    assert [r["verify_score"] for r in rows[:n_math]] == [1.0, 0.0] * (n_math // 2)
+    assert json.loads(rows[n_math]["verify_details"])["failure"] == "code_verification_disabled"

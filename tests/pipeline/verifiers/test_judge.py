@@ -9,8 +9,7 @@ from pipeline.config import SamplingConfig
 from pipeline.engine import Candidate, RequestFailed
 from pipeline.loaders import to_query
 from pipeline.schema import Query
-from pipeline.verifiers.dispatch import can_verify
-from pipeline.verifiers.judge import judge_answer, judge_messages, needs_judge, parse_score
+from pipeline.verifiers.judge import judge_answer, judge_messages, parse_score
 from tests.conftest import shared_file
 
 GENERAL = Query.model_validate({"id": "g1", "category": "general", "prompt": "Name a prime number above 10."})
@@ -107,17 +106,3 @@ def test_after_the_retries_the_failure_is_recorded_with_every_reply():
 def test_an_engine_refusal_is_recorded_as_a_judge_failure():
     verdict = judge(ScriptedJudge(RequestFailed("prompt_too_long", "5000 tokens")))
     assert verdict.failure == "judge_prompt_too_long" and verdict.score == 0.0
-
-
-def test_chat_general_and_free_form_science_need_the_judge_and_only_those():
-    science_choice = Query.model_validate(
-        {"id": "a", "category": "science", "prompt": "Pick one", "reference": {"answer": "B"}}
-    )
-    science_free = Query.model_validate({"id": "b", "category": "science", "prompt": "Explain osmosis"})
-    chat = Query.model_validate({"id": "c", "category": "chat", "prompt": "Hi"})
-    math = Query.model_validate({"id": "d", "category": "math", "prompt": "1+1", "reference": {"answer": "2"}})
-    assert [needs_judge(q) for q in (science_choice, science_free, chat, GENERAL, math)] == [
-        False, True, True, True, False,
-    ]
-    assert not can_verify(chat, judge=False) and can_verify(chat, judge=True)
-    assert can_verify(science_choice, judge=False) and can_verify(math, judge=False)
