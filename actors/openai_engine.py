@@ -2,7 +2,8 @@
 
 Concurrency is bounded per actor, requests can be rate limited, and transient failures (429, 5xx, timeouts,
 connection errors) are retried with exponential backoff by the `openai` client. A request the server refuses outright
-(400: prompt too long, bad parameters) fails that request only.
+(400: prompt too long, bad parameters) fails that request only. Reasoning a server returns apart from the answer
+(`reasoning_content`, `reasoning`) is put back in front of it as `<think>…</think>`, as the teacher's config says.
 """
 
 from __future__ import annotations
@@ -10,10 +11,33 @@ from __future__ import annotations
 import asyncio
 import os
 import time
+from typing import Any
 
 from pipeline.config import OpenAIEngineConfig, SamplingConfig, ServedModel
 from pipeline.engine import Candidate, RequestFailed
+from pipeline.response_format import with_reasoning
 from pipeline.schema import Message
+
+# Where OpenAI-compatible servers put reasoning: DeepSeek's API and older vLLM use the first, newer vLLM the second.
+_REASONING_FIELDS = ("reasoning_content", "reasoning")
+
+
+def reasoning_of(message: Any) -> str | None:
+    """The reasoning a chat message carries beside its content; the `openai` client keeps unknown fields as extras."""
+    extra = getattr(message, "model_extra", None) or {}
+    for name in _REASONING_FIELDS:
+        value = getattr(message, name, None) or extra.get(name)
+        if isinstance(value, str) and value:
+            return value
+    return None
+
+
+def request_extra_body(config: OpenAIEngineConfig) -> dict[str, Any] | None:
+    """`extra_body` with `chat_template_kwargs` merged into the body's own (the way vLLM servers read them)."""
+    body = dict(config.extra_body)
+    if config.chat_template_kwargs:
+        body["chat_template_kwargs"] = {**body.get("chat_template_kwargs", {}), **config.chat_template_kwargs}
+    return body or None
 
 
 class OpenAIEngine:
@@ -32,6 +56,8 @@ class OpenAIEngine:
         self._interval = 1.0 / config.requests_per_s if config.requests_per_s else 0.0
         self._next_start = 0.0
         self._bad_request = openai.BadRequestError
+        self._reasoning = config.reasoning
+        self._extra_body = request_extra_body(config)
 
     async def _wait_for_rate_limit(self) -> None:
         if not self._interval:
@@ -53,6 +79,7 @@ class OpenAIEngine:
                     top_p=sampling.top_p,
                     max_tokens=sampling.max_tokens,
                     seed=sampling.seed,
+                    extra_body=self._extra_body,
                 )
             except self._bad_request as err:
                 raise RequestFailed("request_refused", str(err)[:500]) from err
@@ -63,8 +90,11 @@ class OpenAIEngine:
         # Usage is reported per request; split the completion tokens evenly over the choices.
         per_choice = completion_tokens // max(len(choices), 1)
         return [
-            Candidate(c.message.content or "", c.finish_reason or "stop", prompt_tokens, per_choice) for c in choices
+            Candidate(self._text(c.message), c.finish_reason or "stop", prompt_tokens, per_choice) for c in choices
         ]
+
+    def _text(self, message: Any) -> str:
+        return with_reasoning(reasoning_of(message), message.content or "", self._reasoning)
 
     def shutdown(self) -> None:
         pass

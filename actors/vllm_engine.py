@@ -7,11 +7,28 @@ from __future__ import annotations
 
 import os
 import uuid
+from collections.abc import Callable
+from typing import Any
 
 from pipeline.config import SamplingConfig, ServedModel, VLLMEngineConfig
 from pipeline.engine import Candidate, RequestFailed
 from pipeline.models import resolve_model
+from pipeline.response_format import with_reasoning
 from pipeline.schema import Message
+
+
+def reasoning_splitter(name: str, tokenizer: Any, chat_template_kwargs: dict[str, Any]) -> Callable[[str], str]:
+    """Generated text → `<think>{reasoning}</think>` then the answer, split by vLLM's reasoning parser `name` (the one
+    `--reasoning-parser` selects on a server), so that a template which opens `<think>` in the prompt still parses."""
+    from vllm.reasoning import ReasoningParserManager
+
+    parser = ReasoningParserManager.get_reasoning_parser(name)(tokenizer, chat_template_kwargs=chat_template_kwargs)
+
+    def split(text: str) -> str:
+        reasoning, content = parser.extract_reasoning(text, None)
+        return with_reasoning(reasoning or "", content or "", "field")
+
+    return split
 
 
 class VLLMEngine:
@@ -37,13 +54,20 @@ class VLLMEngine:
         self._llm = AsyncLLM.from_engine_args(args)
         self._tokenizer = self._llm.tokenizer
         self._max_model_len = engine.max_model_len
+        self._chat_template_kwargs = engine.chat_template_kwargs
+        self._text = (
+            reasoning_splitter(engine.reasoning_parser, self._tokenizer, engine.chat_template_kwargs)
+            if engine.reasoning_parser
+            else lambda text: text
+        )
 
     async def generate(self, messages: list[Message], sampling: SamplingConfig) -> list[Candidate]:
         from vllm import SamplingParams
         from vllm.sampling_params import RequestOutputKind
 
         prompt_ids = self._tokenizer.apply_chat_template(
-            [m.model_dump() for m in messages], add_generation_prompt=True, tokenize=True
+            [m.model_dump() for m in messages], add_generation_prompt=True, tokenize=True,
+            **self._chat_template_kwargs,
         )
         if hasattr(prompt_ids, "input_ids"):
             prompt_ids = prompt_ids["input_ids"]
@@ -65,7 +89,7 @@ class VLLMEngine:
         assert final is not None
         return [
             Candidate(
-                text=c.text,
+                text=self._text(c.text),
                 finish_reason=c.finish_reason or "stop",
                 prompt_tokens=len(prompt_ids),
                 completion_tokens=len(c.token_ids),

@@ -16,7 +16,7 @@ from pydantic import (
     BaseModel, ConfigDict, Discriminator, Field, Tag, ValidationError, field_validator, model_validator,
 )
 
-from pipeline.response_format import ResponseFormat
+from pipeline.response_format import ReasoningSource, ResponseFormat
 from pipeline.schema import Category
 
 M = TypeVar("M", bound=BaseModel)
@@ -58,6 +58,17 @@ class VLLMEngineConfig(_Strict):
         64, ge=1, description="batches each replica works on at once; keep it above the engine's running sequences"
     )
     engine_kwargs: dict[str, Any] = Field(default_factory=dict, description="passed through to vLLM")
+    chat_template_kwargs: dict[str, Any] = Field(
+        default_factory=dict,
+        description="passed to the tokenizer's chat template, e.g. {enable_thinking: true} for Qwen3",
+    )
+    reasoning_parser: str | None = Field(
+        None,
+        description=(
+            "a vLLM reasoning parser (`deepseek_r1`, `qwen3`, ...) that splits the generated text into reasoning and"
+            " answer, written back as `<think>…</think>` then the answer: for templates that open `<think>` in the prompt"
+        ),
+    )
 
     @model_validator(mode="after")
     def _gpus_cover_tensor_parallelism(self) -> "VLLMEngineConfig":
@@ -82,6 +93,21 @@ class OpenAIEngineConfig(_Strict):
     timeout_s: float = Field(600.0, gt=0.0)
     batch_size: int = Field(1, ge=1)
     batches_in_flight: int = Field(64, ge=1)
+    reasoning: ReasoningSource = Field(
+        "auto",
+        description=(
+            "where the reasoning is read from: `field` (the message's `reasoning_content` or `reasoning`, as DeepSeek's"
+            " API and vLLM's --reasoning-parser send it; a response without it has no reasoning), `tags` (a"
+            " `<think>` in the content; the field is ignored), `auto` (the field when present, else the tags)"
+        ),
+    )
+    extra_body: dict[str, Any] = Field(
+        default_factory=dict, description="extra fields merged into every request body (provider-specific options)"
+    )
+    chat_template_kwargs: dict[str, Any] = Field(
+        default_factory=dict,
+        description="sent as the body's `chat_template_kwargs` (read by vLLM servers), e.g. {enable_thinking: true}",
+    )
 
 
 def _engine_kind(value: Any) -> str:

@@ -6,6 +6,9 @@ SmolLM2 writes neither (`plain`): its last code block and what follows it, or el
 taken as the answer, and what precedes it as the reasoning. `parse_response` maps each configured shape onto
 (think, answer), and `format_response` writes the canonical assistant turn that samples store. Parsing never raises
 on model output: a malformed response comes back with a reason code.
+
+Reasoning served apart from the answer (DeepSeek's `reasoning_content`, vLLM's `--reasoning-parser`) is folded back
+into the text by `with_reasoning`, so every engine hands the parser one string.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 ResponseFormat = Literal["think_answer", "think_then_answer", "plain"]
+ReasoningSource = Literal["auto", "field", "tags"]
 
 _THINK = re.compile(r"^\s*<think>(?P<think>.*?)</think>\s*(?P<rest>.*)$", re.DOTALL)
 _ANSWER = re.compile(r"^<answer>(?P<answer>.*?)</answer>\s*$", re.DOTALL)
@@ -74,6 +78,18 @@ def _parse_plain(text: str) -> ParsedResponse:
 def format_response(think: str, answer: str) -> str:
     """The canonical assistant turn stored in samples, whatever shape the teacher wrote."""
     return f"<think>\n{think}\n</think>\n<answer>\n{answer}\n</answer>"
+
+
+def with_reasoning(reasoning: str | None, content: str, source: ReasoningSource = "auto") -> str:
+    """The teacher's text with reasoning served in a separate field put back as a leading `<think>…</think>`.
+
+    `auto` uses the field when it holds text and the content as is (its own tags) otherwise; `field` trusts only the
+    field, so a response without it comes back with an empty think (rejected as `empty_think`) even if the content
+    has tags; `tags` ignores the field.
+    """
+    if source == "tags" or (source == "auto" and not reasoning):
+        return content
+    return f"<think>{reasoning or ''}</think>\n{content}"
 
 
 FORMAT_INSTRUCTIONS: dict[str, str] = {

@@ -1,4 +1,5 @@
-"""A teacher behind an OpenAI-compatible endpoint: a real vLLM server on loopback (CPU), started by the test."""
+"""A teacher behind an OpenAI-compatible endpoint: a real vLLM server on loopback (CPU), started by the test, and a
+scripted one that answers the way reasoning APIs do (reasoning beside the content) and records what it was sent."""
 
 import asyncio
 import json
@@ -6,8 +7,10 @@ import os
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 import yaml
@@ -16,11 +19,12 @@ from actors.openai_engine import OpenAIEngine
 from pipeline.config import SamplingConfig, TeacherConfig
 from pipeline.engine import RequestFailed
 from pipeline.models import materialize_embedded_model
+from pipeline.response_format import parse_response
 from pipeline.schema import Message
 from pipeline.storage import Store
 from tests.conftest import REPO
 
-pytestmark = pytest.mark.slow
+slow = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
@@ -61,6 +65,7 @@ def ask(engine, text, **sampling):
     return engine.generate([Message(role="user", content=text)], SamplingConfig(**sampling))
 
 
+@slow
 def test_candidates_come_back_with_token_counts(endpoint):
     engine = OpenAIEngine(teacher(endpoint))
     candidates = asyncio.run(ask(engine, "What is 2 + 3?", n=2, max_tokens=24, temperature=0.8))
@@ -69,6 +74,7 @@ def test_candidates_come_back_with_token_counts(endpoint):
     assert {c.finish_reason for c in candidates} <= {"stop", "length"}
 
 
+@slow
 def test_a_refused_request_fails_alone(endpoint):
     engine = OpenAIEngine(teacher(endpoint, max_retries=0))
     with pytest.raises(RequestFailed) as refused:
@@ -76,6 +82,7 @@ def test_a_refused_request_fails_alone(endpoint):
     assert refused.value.reason == "request_refused"
 
 
+@slow
 def test_rate_limit_spaces_requests(endpoint):
     engine = OpenAIEngine(teacher(endpoint, requests_per_s=4))
 
@@ -87,6 +94,7 @@ def test_rate_limit_spaces_requests(endpoint):
     assert time.monotonic() - started >= 5 / 4, "6 requests at 4/s need at least 1.25 s"
 
 
+@slow
 def test_two_teachers_through_endpoints_give_two_datasets_over_the_same_ids(endpoint, tmp_path):
     corpus = tmp_path / "corpus.jsonl"
     sums = [{"id": f"sum-{a}", "category": "math", "prompt": f"What is {a} + 2?", "reference": {"answer": str(a + 2)}}
@@ -123,3 +131,107 @@ def test_two_teachers_through_endpoints_give_two_datasets_over_the_same_ids(endp
         assert accepted | rejected == {"sum-1", "sum-2"} and not accepted & rejected
     summary = json.loads(store.read_text("summary.json"))
     assert [t["teacher"] for t in summary["teachers"]] == ["cool", "warm"]
+
+
+# --- Reasoning served beside the answer: a scripted server -----------------------------------------------------------
+
+
+class ScriptedServer:
+    """Answers every chat completion with `n` copies of `message` (choice i's strings formatted with i) and keeps the
+    request bodies."""
+
+    def __init__(self, message: dict):
+        self.message = message
+        self.bodies: list[dict] = []
+        server = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self):
+                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                server.bodies.append(body)
+                choices = [
+                    {"index": i, "finish_reason": "stop",
+                     "message": {"role": "assistant",
+                                 **{k: v.format(i=i) if isinstance(v, str) else v for k, v in server.message.items()}}}
+                    for i in range(body.get("n") or 1)
+                ]
+                reply = json.dumps({
+                    "id": "scripted", "object": "chat.completion", "created": 0, "model": body["model"],
+                    "choices": choices, "usage": {"prompt_tokens": 7, "completion_tokens": 20, "total_tokens": 27},
+                }).encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(reply)))
+                self.end_headers()
+                self.wfile.write(reply)
+
+            def log_message(self, *args):
+                pass
+
+        self._http = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.base_url = f"http://127.0.0.1:{self._http.server_address[1]}/v1"
+        threading.Thread(target=self._http.serve_forever, daemon=True).start()
+
+    def close(self):
+        self._http.shutdown()
+        self._http.server_close()
+
+
+@pytest.fixture
+def scripted():
+    servers = []
+
+    def start(**message):
+        servers.append(ScriptedServer(message))
+        return servers[-1]
+
+    yield start
+    for server in servers:
+        server.close()
+
+
+@pytest.mark.parametrize(
+    "message, source, think, answer, failure",
+    [
+        ({"reasoning_content": "Add: {i} + 5.", "content": "{i}5"}, "auto", "Add: {i} + 5.", "{i}5", None),
+        ({"reasoning": "Add: {i} + 5.", "content": "{i}5"}, "auto", "Add: {i} + 5.", "{i}5", None),
+        ({"reasoning_content": "Add: {i} + 5.", "content": "{i}5"}, "field", "Add: {i} + 5.", "{i}5", None),
+        ({"content": "<think>Add: {i} + 5.</think>\n{i}5"}, "auto", "Add: {i} + 5.", "{i}5", None),
+        ({"content": "<think>Add: {i} + 5.</think>\n{i}5"}, "field", "", "", "empty_think"),
+        ({"reasoning_content": "hidden", "content": "{i}5"}, "tags", "", "", "missing_think"),
+        ({"reasoning_content": "hidden", "content": "<think>Add: {i}.</think>{i}5"}, "tags", "Add: {i}.", "{i}5", None),
+    ],
+    ids=["reasoning_content", "reasoning", "field-required", "content-tags", "field-required-but-absent",
+         "tags-ignore-field", "tags-use-content"],
+)
+def test_candidates_from_a_reasoning_endpoint_parse_as_think_then_answer(
+    scripted, message, source, think, answer, failure
+):
+    server = scripted(**message)
+    engine = OpenAIEngine(teacher(server.base_url, reasoning=source, max_retries=0))
+    candidates = asyncio.run(ask(engine, "What is 2 + 3?", n=2))
+    assert [c.completion_tokens for c in candidates] == [10, 10]
+    parsed = [parse_response(c.text, "think_then_answer") for c in candidates]
+    assert [(p.think, p.answer, p.failure) for p in parsed] == [
+        (think.format(i=i), answer.format(i=i), failure) for i in range(2)
+    ]
+
+
+def test_extra_body_and_chat_template_kwargs_reach_the_server(scripted):
+    server = scripted(content="<think>t</think>\na")
+    engine = OpenAIEngine(teacher(
+        server.base_url,
+        extra_body={"top_k": 20, "chat_template_kwargs": {"thinking_budget": 512}},
+        chat_template_kwargs={"enable_thinking": True},
+    ))
+    asyncio.run(ask(engine, "Hi", n=1))
+    (body,) = server.bodies
+    assert body["top_k"] == 20
+    assert body["chat_template_kwargs"] == {"thinking_budget": 512, "enable_thinking": True}
+
+
+def test_nothing_extra_is_sent_by_default(scripted):
+    server = scripted(content="a")
+    asyncio.run(ask(OpenAIEngine(teacher(server.base_url)), "Hi"))
+    (body,) = server.bodies
+    assert "chat_template_kwargs" not in body and "top_k" not in body

@@ -2,7 +2,7 @@
 
 import pytest
 
-from pipeline.response_format import format_response, parse_response
+from pipeline.response_format import format_response, parse_response, with_reasoning
 
 
 @pytest.mark.parametrize(
@@ -38,3 +38,19 @@ def test_canonical_format_parses_back():
     text = format_response("reasoning", "\\boxed{4}")
     parsed = parse_response(text, "think_answer")
     assert (parsed.think, parsed.answer, parsed.failure) == ("reasoning", "\\boxed{4}", None)
+
+
+@pytest.mark.parametrize(
+    "reasoning, content, source, text",
+    [
+        ("2 plus 3 is 5.", "5", "auto", "<think>2 plus 3 is 5.</think>\n5"),
+        (None, "<think>2 plus 3 is 5.</think>\n5", "auto", "<think>2 plus 3 is 5.</think>\n5"),
+        ("", "<think>own</think>\n5", "auto", "<think>own</think>\n5"),
+        ("2 plus 3 is 5.", "5", "field", "<think>2 plus 3 is 5.</think>\n5"),
+        (None, "<think>own</think>\n5", "field", "<think></think>\n<think>own</think>\n5"),
+        ("ignored", "<think>own</think>\n5", "tags", "<think>own</think>\n5"),
+    ],
+    ids=["auto-field", "auto-tags", "auto-empty-field-falls-back", "field", "field-missing", "tags-ignore-field"],
+)
+def test_reasoning_is_put_in_front_of_the_content(reasoning, content, source, text):
+    assert with_reasoning(reasoning, content, source) == text
