@@ -375,9 +375,9 @@ print(json.dumps({"ok": run.ok, "seen": json.loads(run.stdout or "null")}))
 """
 
 
-def run_variant(command: list[str]) -> dict:
+def run_variant(command: list[str], pythonpath: Path = REPO) -> dict:
     done = subprocess.run(command, check=False, capture_output=True, text=True, timeout=120, cwd="/",
-                          env={"PATH": os.environ["PATH"], "PYTHONPATH": str(REPO)})
+                          env={"PATH": os.environ["PATH"], "PYTHONPATH": str(pythonpath)})
     assert done.returncode == 0, done.stderr
     return json.loads(done.stdout.splitlines()[-1])
 
@@ -406,9 +406,19 @@ def test_as_root_without_cap_sys_admin_it_isolates_or_refuses():
                     reason="setpriv or /usr/bin/python3 is missing")
 @pytest.mark.skipif(os.geteuid() != 0, reason="needs root to switch users")
 def test_as_an_unprivileged_user_it_isolates_or_refuses():
-    # The venv's interpreter lives under /root, out of an unprivileged user's reach: the system one runs this.
-    outcome = run_variant(["setpriv", "--reuid", "65534", "--regid", "65534", "--clear-groups",
-                           "/usr/bin/python3", "-c", VARIANT])
+    # The venv's interpreter lives under /root, out of an unprivileged user's reach: the system one runs this, with a
+    # world-readable copy of the module (the checkout itself may sit in a private folder, as CI's clone does).
+    copy = Path(tempfile.mkdtemp(dir="/tmp"))
+    try:
+        copy.chmod(0o755)
+        for part in ("pipeline/__init__.py", "pipeline/verifiers/__init__.py", "pipeline/verifiers/sandbox.py"):
+            (copy / part).parent.mkdir(mode=0o755, parents=True, exist_ok=True)
+            shutil.copy(REPO / part, copy / part)
+            (copy / part).chmod(0o644)
+        outcome = run_variant(["setpriv", "--reuid", "65534", "--regid", "65534", "--clear-groups",
+                               "/usr/bin/python3", "-c", VARIANT], pythonpath=copy)
+    finally:
+        shutil.rmtree(copy)
     assert_isolated_or_refused(outcome)
 
 
