@@ -13,11 +13,16 @@ Output layout under `config.output`:
 Every input row ends in exactly one of `queries/` or `rejects/`, and every query in exactly one of a teacher's
 `accepted/` or `rejects/`. A restarted run skips what those folders already hold, so killing the job loses at most
 the rows not yet committed, which it then generates again.
+
+Inputs and the output folder are checked before anything is claimed or Ray starts. A teacher whose rows keep ending
+in request failures trips its circuit breaker (`pipeline.breaker`): it stops, with one message, without committing
+the rows that tripped it, and the other teachers finish.
 """
 
 from __future__ import annotations
 
 import json
+import sys
 import time
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
@@ -32,7 +37,10 @@ from actors.cluster import connect_ray
 from actors.inputs import read_raw_rows
 from actors.teacher import TeacherStage
 from actors.verifier_pool import VerifierPool
-from pipeline.config import DistillConfig, TeacherConfig
+from pipeline.breaker import CircuitBreaker
+from pipeline.checks import check_inputs, check_model, check_output
+from pipeline.config import ConfigError, DistillConfig, TeacherConfig
+from pipeline.engine import REQUEST_FAILURES
 from pipeline.loaders import parse_json_line, parsed_row
 from pipeline.plots import response_length_figure
 from pipeline.resources import INGEST_CPUS_PER_TASK, plan_resources, stage_resources
@@ -52,6 +60,7 @@ class TeacherReport:
     total_generated_tokens: int = 0  # every run into this output, from the attempts log
     wall_s: float = 0.0  # this run, engine start included
     generation_s: float = 0.0  # this run, from the first engine ready to the last result
+    stopped: str | None = None  # why the circuit breaker stopped this teacher
 
     @property
     def tokens_per_s(self) -> float:
@@ -60,6 +69,14 @@ class TeacherReport:
 
 def run_distill(config: DistillConfig, progress: bool = True, engine_class: str | None = None) -> dict[str, Any]:
     store = Store(config.output, config.storage_options)
+    if not store.exists("queries", "_SUCCESS"):  # once ingested, the queries are read from the output
+        check_inputs(config.input.paths, config.storage_options)
+    check_output(config.output, config.storage_options)
+    for i, served in enumerate(config.teachers):
+        if served.engine.kind == "vllm":
+            check_model(served.model, config.storage_options, f"teachers.{i}.model")
+    if config.judge is not None and config.judge.engine.kind == "vllm":
+        check_model(config.judge.model, config.storage_options, "judge.model")
     config_hash = config.config_hash()
     store.claim(config_hash, config.model_dump(mode="json"))
     plan = plan_resources(config)
@@ -87,6 +104,7 @@ def run_distill(config: DistillConfig, progress: bool = True, engine_class: str 
         "teachers": [_report_dict(r) for r in reports],
         "plots": [write_length_plot(config, store)],
         "wall_s": round(time.monotonic() - started, 1),
+        "stopped": [r.stopped for r in reports if r.stopped],
     }
     store.write_text("summary.json", json.dumps(summary, indent=2))
     return summary
@@ -154,6 +172,12 @@ def ingest(config: DistillConfig, store: Store, config_hash: str, progress: bool
     queries.flush()
     rejects.flush()
     counts = {"queries": len(seen), "rejected": dict(reasons), "rows_read": len(seen) + sum(reasons.values())}
+    if not seen:
+        # Not marked done: the same output folder takes the corrected input.
+        raise ConfigError(
+            f"input: no valid queries in {', '.join(config.input.paths)} ({counts['rows_read']} rows read, "
+            f"rejected {dict(reasons)}; see {store.url.rstrip('/')}/rejects)"
+        )
     store.write_text("queries/_SUCCESS", json.dumps(counts))
     return counts
 
@@ -171,6 +195,7 @@ def distill_teacher(
     started = time.monotonic()
     tokens = 0
     first_ready_at = last_result_at = None
+    stopped = None
     pending = total - len(done)
     if pending > 0:
         dataset = ray.data.read_parquet(
@@ -186,17 +211,16 @@ def distill_teacher(
             TeacherStage,
             fn_constructor_kwargs={
                 "teacher": teacher.model_dump(mode="json"), "verifiers": verifiers, "config_hash": config_hash,
-                "engine_class": engine_class,
+                "engine_class": engine_class, "storage_options": config.storage_options,
             },
             batch_size=engine.batch_size,
+            # Ray Data restarts a dead actor and retries its batches by itself (max_restarts and max_task_retries -1).
             compute=ray.data.ActorPoolStrategy(
-                size=engine.replicas, max_tasks_in_flight_per_actor=engine.batches_in_flight
+                size=engine.replicas, max_tasks_in_flight_per_actor=engine.batches_in_flight,
+                max_concurrent_calls_per_actor=engine.batches_in_flight,
             ),
             num_cpus=num_cpus,
             num_gpus=num_gpus,
-            max_concurrency=engine.batches_in_flight,
-            max_restarts=-1,
-            max_task_retries=-1,
         )
         tag = new_run_tag()
         attempts_log = ShardWriter(
@@ -209,6 +233,19 @@ def distill_teacher(
             for kind, folder, schema in [("sample", "accepted", SAMPLE_SCHEMA), ("reject", "rejects", REJECT_SCHEMA)]
         }
         counts: Counter[str] = Counter()
+        breaker: CircuitBreaker[tuple] = CircuitBreaker(
+            teacher.faults.breaker_window, teacher.faults.breaker_failure_rate, pending
+        )
+
+        def commit(sample: dict | None, reject: dict | None, attempt_rows: list[dict]) -> None:
+            attempts_log.add(attempt_rows)
+            if sample is not None:
+                writers["sample"].add([sample])
+                counts["accepted"] += 1
+            else:
+                writers["reject"].add([reject])
+                counts["exhausted" if reject["reason"] == "exhausted" else "other_rejects"] += 1
+
         bar = tqdm(
             total=pending, desc=f"distill[{teacher.name}]", unit="queries", position=position, disable=not progress
         )
@@ -218,24 +255,42 @@ def distill_teacher(
             first_ready_at = ready_at if first_ready_at is None else min(first_ready_at, ready_at)
             columns = (batch.column(name).to_pylist() for name in ("sample", "reject", "attempts"))
             for sample, reject, attempts in zip(*columns):
-                attempt_rows = json.loads(attempts)
-                tokens += sum(a["completion_tokens"] for a in attempt_rows)
-                attempts_log.add(attempt_rows)
-                if sample is not None:
-                    writers["sample"].add([json.loads(sample)])
-                    counts["accepted"] += 1
-                else:
-                    reject_row = json.loads(reject)
-                    writers["reject"].add([reject_row])
-                    counts["exhausted" if reject_row["reason"] == "exhausted" else "other_rejects"] += 1
+                row = (_json(sample), _json(reject), json.loads(attempts))
+                tokens += sum(a["completion_tokens"] for a in row[2])
+                failure = row[1]["reason"] if row[1] and row[1]["reason"] in REQUEST_FAILURES else None
+                for released in breaker.add(row, failure):
+                    commit(*released)
+                if breaker.tripped:
+                    stopped = stop_message(teacher.name, breaker, row[1])
+                    break
             bar.update(batch.num_rows)
             generating = max(last_result_at - first_ready_at, 1e-9)
             bar.set_postfix(**counts, done_tok_s=f"{tokens / generating:.0f}")
+            if breaker.tripped:
+                print(f"\n[distillery] {stopped}", file=sys.stderr, flush=True)
+                break
         bar.close()
+        if not breaker.tripped:
+            for released in breaker.drain():
+                commit(*released)
         for writer in [*writers.values(), attempts_log]:
             writer.flush()
     generation_s = last_result_at - first_ready_at if last_result_at else 0.0
-    return _teacher_report(store, teacher.name, total, tokens, time.monotonic() - started, generation_s)
+    report = _teacher_report(store, teacher.name, total, tokens, time.monotonic() - started, generation_s)
+    report.stopped = stopped
+    return report
+
+
+def _json(value: str | None) -> dict | None:
+    return None if value is None else json.loads(value)
+
+
+def stop_message(teacher: str, breaker: CircuitBreaker, last_reject: dict) -> str:
+    return (
+        f"teacher {teacher} stopped: {breaker.describe()}; the last: {last_reject['detail'][:300]}. "
+        "Those rows are not committed: fix the endpoint (base_url, api_key_env, model) and run the same command "
+        "again to continue."
+    )
 
 
 def _teacher_report(
@@ -279,6 +334,7 @@ def _report_dict(report: TeacherReport) -> dict[str, Any]:
         "tokens_per_s": round(report.tokens_per_s, 1),
         "generation_s": round(report.generation_s, 1),
         "wall_s": round(report.wall_s, 1),
+        "stopped": report.stopped,
     }
 
 
@@ -293,6 +349,8 @@ def format_summary(summary: dict[str, Any]) -> str:
             f"mean attempts {t['mean_attempts']}, {t['generated_tokens']} tokens "
             f"({t['tokens_per_accepted']} per accepted) at {t['tokens_per_s']} tok/s, {t['wall_s']} s"
         )
+    for message in summary["stopped"]:
+        lines.append(f"  STOPPED: {message}")
     lines.append(f"  plots: {', '.join(summary['plots'])}")
     lines.append(f"  wall time: {summary['wall_s']} s")
     return "\n".join(lines)

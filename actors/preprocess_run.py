@@ -1,10 +1,14 @@
 """`jobs.preprocess` on Ray Data: filter, deduplicate and decontaminate a query corpus.
 
 Output layout under the output folder:
-    config.json     resolved config, its hash, the inputs and the benchmark items per source
+    config.json     resolved config, its hash, the inputs and the benchmark items per benchmark file
     kept/           queries that passed every step, as written (QUERY_SCHEMA): input for `jobs.distill`
     rejects/        every other input row, with its reason (PREPROCESS_REJECT_SCHEMA)
-    summary.json    counts per reason and per source; written last, so it marks a complete run
+    summary.json    counts per reason, per source and per benchmark file; comes last, so it marks a complete run
+
+A run writes all of it under `_staging/<run tag>/` and only then replaces the previous run's files with it, so a
+run that fails or is killed leaves the previous output as it was. Readers skip `_`-prefixed folders, and the next
+run that completes removes the staging folders killed runs left behind.
 
 Steps (pure code in `pipeline/preprocess/`): parse + normalize + filter, streaming; exact duplicates by a shuffle
 into hash partitions of the match key; near duplicates by LSH buckets shuffled the same way, then union-find over the
@@ -29,7 +33,7 @@ from actors.cluster import connect_ray
 from actors.embedding_stage import EmbeddingStage
 from actors.inputs import read_raw_rows
 from pipeline.config import DedupConfig, PreprocessConfig
-from pipeline.preprocess.benchmarks import BenchmarkError, BenchmarkItem, benchmark_items, resolve_benchmark
+from pipeline.preprocess.benchmarks import BenchmarkItem
 from pipeline.preprocess.decontaminate import BenchmarkIndex
 from pipeline.preprocess.dedup import near_duplicates
 from pipeline.preprocess.steps import (
@@ -44,24 +48,28 @@ from pipeline.preprocess.steps import (
 )
 from pipeline.resources import INGEST_CPUS_PER_TASK, local_cluster_cpus
 from pipeline.schema import PREPROCESS_REJECT_SCHEMA, QUERY_SCHEMA
-from pipeline.storage import Store, filesystem
+from pipeline.storage import Store, new_run_tag, replace_with
 
 _LIGHT = {"num_cpus": INGEST_CPUS_PER_TASK, "batch_format": "pyarrow"}
 
 
-def run_preprocess(inputs: list[str], output: str, config: PreprocessConfig, progress: bool = True) -> dict[str, Any]:
+def run_preprocess(
+    inputs: list[str], output: str, config: PreprocessConfig, benchmarks: dict[str, list[BenchmarkItem]],
+    progress: bool = True,
+) -> dict[str, Any]:
+    """`benchmarks`: the items per benchmark file, from `pipeline.preprocess.preflight`, which checked the rest."""
     started = time.monotonic()
-    items = load_benchmarks(config.decontamination.benchmarks, config.storage_options)  # fails before Ray starts
+    items = [item for file_items in benchmarks.values() for item in file_items]
+    benchmark_items = {path: len(file_items) for path, file_items in benchmarks.items()}
     store = Store(output, config.storage_options)
     embedding = config.decontamination.embedding
     embedding_cpus = embedding.num_cpus * embedding.replicas if embedding else 0.0
     connect_ray(config.ray, local_cluster_cpus(embedding_cpus, config.ray))
     ray.data.DataContext.get_current().enable_progress_bars = progress
-    for stale in ("summary.json", "kept", "rejects"):
-        store.remove(stale)
+    staging = f"_staging/{new_run_tag()}"
     config_hash = config.config_hash()
-    store.write_text("config.json", json.dumps({
-        "config_hash": config_hash, "inputs": inputs, "benchmark_items": Counter(i.source for i in items),
+    store.write_text(f"{staging}/config.json", json.dumps({
+        "config_hash": config_hash, "inputs": inputs, "benchmark_items": benchmark_items,
         "config": config.model_dump(mode="json"),
     }, indent=2))
 
@@ -95,31 +103,20 @@ def run_preprocess(inputs: list[str], output: str, config: PreprocessConfig, pro
     seconds["near_dedup_decontaminate"] = time.monotonic() - step_started
 
     step_started = time.monotonic()
-    write_outputs(stream, store, config_hash)
+    write_outputs(stream, store, staging, config_hash)
     seconds["write"] = time.monotonic() - step_started
     summary = {
         "config_hash": config_hash,
         "output": output,
+        "benchmark_items": benchmark_items,
         **count_outcomes(stream),
         "step_seconds": {step: round(s, 1) for step, s in seconds.items()},
         "wall_s": round(time.monotonic() - started, 1),
     }
-    store.write_text("summary.json", json.dumps(summary, indent=2))
+    store.write_text(f"{staging}/summary.json", json.dumps(summary, indent=2))
+    replace_with(store, staging, ["config.json", "kept", "rejects", "summary.json"])
+    store.remove("_staging")  # this run's, now empty, and any a killed run left
     return summary
-
-
-def load_benchmarks(paths: list[str], storage_options: dict[str, Any]) -> list[BenchmarkItem]:
-    """Every item of every benchmark file, read on the driver: benchmarks are small, and every worker needs all."""
-    items: list[BenchmarkItem] = []
-    for path in map(resolve_benchmark, paths):
-        fs, fs_path = filesystem(path, storage_options)
-        try:
-            with fs.open(fs_path, "rb") as f:
-                data = f.read()
-        except OSError as err:
-            raise BenchmarkError(f"{path}: {err}") from err
-        items.extend(benchmark_items(path, data))
-    return items
 
 
 def near_duplicate_verdicts(stream: ray.data.Dataset, dedup: DedupConfig) -> dict[str, Verdict]:
@@ -148,11 +145,11 @@ def near_duplicate_verdicts(stream: ray.data.Dataset, dedup: DedupConfig) -> dic
     }
 
 
-def write_outputs(stream: ray.data.Dataset, store: Store, config_hash: str) -> None:
+def write_outputs(stream: ray.data.Dataset, store: Store, folder: str, config_hash: str) -> None:
     filesystem_ = store.arrow_filesystem()
-    stream.map_batches(_kept, **_LIGHT).write_parquet(store.path("kept"), filesystem=filesystem_)
+    stream.map_batches(_kept, **_LIGHT).write_parquet(store.path(folder, "kept"), filesystem=filesystem_)
     stream.map_batches(_rejects, fn_kwargs={"config_hash": config_hash}, **_LIGHT).write_parquet(
-        store.path("rejects"), filesystem=filesystem_
+        store.path(folder, "rejects"), filesystem=filesystem_
     )
 
 
@@ -191,6 +188,9 @@ def count_outcomes(stream: ray.data.Dataset) -> dict[str, Any]:
 def format_summary(summary: dict[str, Any]) -> str:
     lines = [f"preprocess summary  (config {summary['config_hash']}, output {summary['output']})"]
     lines.append(f"  {summary['rows_read']} rows read, {summary['kept']} kept")
+    lines += [f"  benchmark {path}: {n} items" for path, n in summary["benchmark_items"].items()]
+    if not summary["benchmark_items"]:
+        lines.append("  benchmarks: none, 0 items (`--benchmarks none`: no query was checked against a benchmark)")
     lines += [f"  rejected {reason}: {n}" for reason, n in summary["rejected"].items()]
     for source, outcomes in summary["by_source"].items():
         lines.append(f"  source {source}: " + ", ".join(f"{outcome} {n}" for outcome, n in outcomes.items()))

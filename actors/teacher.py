@@ -1,15 +1,21 @@
 """The distill stage: a Ray Data callable class that owns one teacher engine and runs the regenerate loop per row.
 
 Several batches are in flight per actor (`batches_in_flight`), and each row of a batch runs its own retry loop
-concurrently, so the engine's continuous batching always has work. Per-row failures become reject records; an
-engine that dies takes the actor down, and Ray restarts it.
+concurrently, so the engine's continuous batching always has work.
+
+A fault costs one row, never the run: a failed request, a verifier that raises, even a bug in this code on one row
+end as that row's attempt or reject with a reason. Only an engine that is gone (`EngineBroken`) takes the actor down,
+on purpose: the process exits, Ray starts a new actor with a new engine and retries the batches that were in flight.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import os
+import sys
 import time
+import traceback
 from typing import Any
 
 import numpy as np
@@ -18,26 +24,43 @@ from actors.engines import build_engine
 from actors.metrics import DistillMetrics
 from actors.verifier_pool import VerifierPool
 from pipeline.config import TeacherConfig
-from pipeline.engine import Engine
-from pipeline.regenerate import Outcome, distill_query
+from pipeline.engine import ENGINE_ERROR, Candidate, Engine, EngineBroken, RequestFailed
+from pipeline.regenerate import VERIFIER_ERROR, Outcome, distill_query
 from pipeline.schema import Query, Reject
 from pipeline.verifiers.base import Verdict
 
 
 class TeacherStage:
     def __init__(
-        self, teacher: dict[str, Any], verifiers: VerifierPool, config_hash: str, engine_class: str | None = None
+        self, teacher: dict[str, Any], verifiers: VerifierPool, config_hash: str, engine_class: str | None = None,
+        storage_options: dict[str, Any] | None = None,
     ):
         self._teacher = TeacherConfig.model_validate(teacher)
         self._verifiers = verifiers
         self._config_hash = config_hash
-        self._engine: Engine = build_engine(self._teacher, engine_class)
+        self._engine: Engine = build_engine(self._teacher, engine_class, storage_options)
         # Wall-clock time the engine could take requests: throughput is measured from here, not from cluster start.
         self._ready_at = time.time()
         self._metrics = DistillMetrics(self._teacher.name)
 
+    async def _generate(self, messages, sampling) -> list[Candidate]:
+        try:
+            return await self._engine.generate(messages, sampling)
+        except RequestFailed:
+            raise
+        except EngineBroken as err:
+            # Every row on this engine would now fail: better a new actor than a corpus of rejects.
+            print(f"[distillery] teacher {self._teacher.name}: {err}; restarting the actor", file=sys.stderr)
+            sys.stderr.flush()
+            os._exit(1)
+        except Exception as err:  # noqa: BLE001 - an engine bug on one request fails that request only
+            raise RequestFailed(ENGINE_ERROR, f"{type(err).__name__}: {err}"[:500], retryable=True) from err
+
     async def _verify(self, query: Query, response: str) -> Verdict:
-        return await self._verifiers.verify(query, response, self._teacher.response_format)
+        try:
+            return await self._verifiers.verify(query, response, self._teacher.response_format)
+        except Exception as err:  # noqa: BLE001 - a verifier that raises scores nothing, and the run goes on
+            return Verdict(0.0, "error", {"error": f"{type(err).__name__}: {err}"[-500:]}, failure=VERIFIER_ERROR)
 
     async def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, list]:
         queries = [Query.from_row(_plain(dict(zip(batch, values)))) for values in zip(*batch.values())]
@@ -56,7 +79,14 @@ class TeacherStage:
                 reason=routing.reason, detail=routing.detail, config_hash=self._config_hash,
             )
             return Outcome(None, reject, [])
-        return await distill_query(query, self._teacher, self._engine.generate, self._verify, self._config_hash)
+        try:
+            return await distill_query(query, self._teacher, self._generate, self._verify, self._config_hash)
+        except Exception:  # noqa: BLE001 - a bug met by one row rejects that row, with the trace to find it by
+            reject = Reject(
+                id=query.id, origin=query.source or "", stage="distill", teacher=self._teacher.name,
+                reason="internal_error", detail=traceback.format_exc()[-2000:], config_hash=self._config_hash,
+            )
+            return Outcome(None, reject, [])
 
     def __del__(self):
         engine = getattr(self, "_engine", None)

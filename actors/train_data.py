@@ -27,7 +27,7 @@ import pyarrow.compute as pc
 import ray
 
 from pipeline.config import ConfigError, TrainConfig, TrainSourceConfig
-from pipeline.models import cache_dir, resolve_model
+from pipeline.models import cache_dir, resolve_tokenizer
 from pipeline.packing import TOKENIZED_SCHEMA, TokenizedSamples, tokenize_conversation
 from pipeline.resources import INGEST_CPUS_PER_TASK
 from pipeline.storage import Store, arrow_filesystem, data_files, filesystem
@@ -35,21 +35,23 @@ from pipeline.train_plan import Source, trainable
 
 
 @cache
-def _tokenizer(model: str) -> Any:
-    """One tokenizer per worker process and model: Ray reuses task processes, so it loads once per process."""
+def _tokenizer(model: str, storage_options_json: str) -> Any:
+    """One tokenizer per worker process, model and storage options (as JSON, to be hashable): Ray reuses task
+    processes, so it loads once per process. Of a remote model only the tokenizer files are downloaded."""
     from transformers import AutoTokenizer
 
-    return AutoTokenizer.from_pretrained(resolve_model(model))
+    return AutoTokenizer.from_pretrained(resolve_tokenizer(model, json.loads(storage_options_json)))
 
 
-def tokenize_batch(batch: pa.Table, model: str) -> pa.Table:
+def tokenize_batch(batch: pa.Table, model: str, storage_options: dict[str, Any] | None = None) -> pa.Table:
     """Ray Data UDF: accepted-sample rows to token ids and assistant masks, keeping the `source` column. A row whose
     messages cannot be rendered keeps its id, with empty token lists and the reason in `error`: it is counted and
     left out of training, and the other rows proceed."""
+    options_json = json.dumps(storage_options or {}, sort_keys=True)
     ids, masks, errors = [], [], []
     for messages in batch.column("messages").to_pylist():
         try:
-            input_ids, mask = tokenize_conversation(_tokenizer(model), messages)
+            input_ids, mask = tokenize_conversation(_tokenizer(model, options_json), messages)
             error = None
         except Exception as err:  # noqa: BLE001 - any template or data error of one row; the row carries it
             input_ids, mask, error = [], [], f"{type(err).__name__}: {err}"[:500]
@@ -97,7 +99,8 @@ def tokenize_sources(config: TrainConfig, store: Store, inputs: dict[str, list[s
         ))
     dataset = datasets[0].union(*datasets[1:]) if len(datasets) > 1 else datasets[0]
     dataset.map_batches(
-        tokenize_batch, fn_kwargs={"model": config.model}, batch_format="pyarrow", num_cpus=INGEST_CPUS_PER_TASK,
+        tokenize_batch, fn_kwargs={"model": config.model, "storage_options": config.storage_options},
+        batch_format="pyarrow", num_cpus=INGEST_CPUS_PER_TASK,
     ).write_parquet(store.path("tokenized"), filesystem=store.arrow_filesystem(), partition_cols=["source"])
     check_tokenized(config, store)
     store.write_text("tokenized/_SUCCESS", json.dumps({"inputs": inputs}, indent=2))

@@ -65,7 +65,7 @@ def train_worker(job: dict[str, Any]) -> dict[str, Any] | None:
         config.data.seed,
     )
     warmup_steps = math.ceil(config.optimizer.warmup_ratio * plan.total_steps)
-    model_path = resolve_model(config.model)
+    model_path = resolve_model(config.model, config.storage_options)
     strategy = build_strategy(config, model_path, device)
     start_step = restore(strategy, plan, rank)
     peak_flops = peak_flops_per_worker(config, device)

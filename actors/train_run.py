@@ -11,26 +11,35 @@ Output layout under `config.output` (local or object storage):
 
 Running the same command again resumes from the latest checkpoint: Ray Train finds the run by its storage path and
 name. Worker failures within a run are recovered the same way, up to `max_failures`.
+
+Sources that are missing, unreadable or too small for one optimizer step, and an output that cannot be written, are
+refused before Ray starts, with one message.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import os
 import time
 from typing import Any
 
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
 import ray
-from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
+from ray.train import CheckpointConfig, FailureConfig, LoggingConfig, RunConfig, ScalingConfig
 from ray.train.torch import TorchConfig, TorchTrainer
 
-from actors.cluster import connect_ray
+from actors.cluster import UNREACHABLE_STATE_API, connect_ray, ray_log_level
 from actors.train_data import input_files, tokenize_sources
 from actors.train_loop import train_worker
-from pipeline.config import TrainConfig
+from pipeline.checks import check_inputs, check_output
+from pipeline.config import ConfigError, TrainConfig
 from pipeline.plots import training_figure
 from pipeline.resources import local_cluster_cpus
-from pipeline.storage import Store
+from pipeline.storage import Store, arrow_filesystem, filesystem
+from pipeline.train_plan import Source, epoch_order
 
 RUN_NAME = "checkpoints"
 TRAINING_PLOT = "plots/training.png"
@@ -38,7 +47,11 @@ TRAINING_PLOT = "plots/training.png"
 
 def run_train(config: TrainConfig) -> dict[str, Any]:
     config = with_absolute_paths(config)
+    # Bad sources or output cost nothing: they are refused before anything is claimed, tokenized or started.
+    check_inputs([source.path for source in config.data.sources], config.storage_options)
     inputs = input_files(config)
+    check_enough_samples(config, sample_counts(config, inputs))
+    check_output(config.output, config.storage_options)
     store = Store(config.output, config.storage_options)
     config_hash = config.config_hash()
     store.claim(config_hash, config.model_dump(mode="json"))
@@ -48,7 +61,7 @@ def run_train(config: TrainConfig) -> dict[str, Any]:
         # Ray Train 2.60 with several Ray clusters on one host: its placement-group cleaner asks the wrong cluster's
         # state API, judges the controller dead and removes the run's workers. An unreachable API address makes it
         # skip the check (ENVIRONMENT.md, "Ray 2.60"). Only for the local cluster this job starts.
-        os.environ.setdefault("RAY_API_SERVER_ADDRESS", "http://127.0.0.1:9")
+        os.environ.setdefault("RAY_API_SERVER_ADDRESS", UNREACHABLE_STATE_API)
     connect_ray(config.ray, local_cluster_cpus(worker_cpus, config.ray))
     print(f"[train] config {config_hash}; {scaling.num_workers} workers, "
           f"{'GPU' if scaling.use_gpu else 'CPU'}, {config.strategy.kind}", flush=True)
@@ -69,6 +82,7 @@ def run_train(config: TrainConfig) -> dict[str, Any]:
             storage_filesystem=store.arrow_filesystem(),
             checkpoint_config=CheckpointConfig(num_to_keep=config.keep_checkpoints),
             failure_config=FailureConfig(max_failures=config.max_failures),
+            logging_config=LoggingConfig(log_level=logging.getLevelName(ray_log_level())),
         ),
     )
     result = trainer.fit()
@@ -85,6 +99,31 @@ def run_train(config: TrainConfig) -> dict[str, Any]:
     store.write_bytes(TRAINING_PLOT, training_figure(report["steps"]))
     store.write_text("summary.json", json.dumps(summary, indent=2))
     return summary
+
+
+def sample_counts(config: TrainConfig, inputs: dict[str, list[str]]) -> dict[str, int]:
+    """Samples per source, from the Parquet footers alone: known before anything starts."""
+    counts = {}
+    for source in config.data.sources:
+        fs = arrow_filesystem(filesystem(source.path, config.storage_options)[0])
+        try:
+            counts[source.name] = sum(pq.read_metadata(path, filesystem=fs).num_rows for path in inputs[source.name])
+        except (OSError, pa.ArrowInvalid) as err:
+            raise ConfigError(f"data.sources.{source.name}: {source.path}: {err}") from None
+    return counts
+
+
+def check_enough_samples(config: TrainConfig, counts: dict[str, int]) -> None:
+    """An epoch must fill at least one optimizer step of `global_batch_samples`; the plan (`TrainPlan`) refuses less
+    too, but only once every worker has started, and each one then fails with its own trace."""
+    sources = [Source(s.name, np.arange(counts[s.name]), s.weight) for s in config.data.sources]
+    per_epoch = len(epoch_order(sources, config.data.seed, 0))
+    if per_epoch < config.global_batch_samples:
+        found = ", ".join(f"{s.name}: {counts[s.name]} at weight {s.weight:g}" for s in config.data.sources)
+        raise ConfigError(
+            f"data.sources: an epoch has {per_epoch} samples ({found}), fewer than one step of "
+            f"global_batch_samples={config.global_batch_samples}"
+        )
 
 
 def with_absolute_paths(config: TrainConfig) -> TrainConfig:

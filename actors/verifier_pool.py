@@ -3,7 +3,8 @@
 Each `VerifierActor` owns a `ResponseVerifier`, whose Math-Verify calls run in a killable child process and whose
 code runs in the sandbox. Each `JudgeActor` owns an engine (vLLM or an OpenAI-compatible endpoint) and grades many
 answers at once, so the engine's continuous batching has work. Both restart by themselves after a crash and Ray
-retries the calls that were in flight. The pool routes each query by the one route table
+retries the calls that were in flight; a checker whose sandbox zygote or Math-Verify worker is gone exits on purpose
+to be restarted that way. The pool routes each query by the one route table
 (`pipeline.verifiers.routes`), and refuses to start when a verifier the config asks for cannot work on the nodes
 (a code sandbox that cannot isolate), rather than fail at the first such query.
 """
@@ -11,6 +12,8 @@ retries the calls that were in flight. The pool routes each query by the one rou
 from __future__ import annotations
 
 import itertools
+import os
+import sys
 import time
 from typing import Any
 
@@ -19,12 +22,14 @@ import ray
 from actors.engines import build_engine
 from actors.metrics import VerifierMetrics
 from pipeline.config import ConfigError, JudgeConfig, VerifierConfig
+from pipeline.engine import EngineBroken
 from pipeline.resources import stage_resources
 from pipeline.response_format import ResponseFormat
 from pipeline.schema import Query
 from pipeline.verifiers.base import Verdict
 from pipeline.verifiers.dispatch import ResponseVerifier, check_structure_first, unrouted
 from pipeline.verifiers.judge import judge_answer
+from pipeline.verifiers.killable import WorkerStartFailed
 from pipeline.verifiers.routes import Available, Route, Routing, route
 from pipeline.verifiers.sandbox import SandboxUnavailable
 
@@ -48,7 +53,13 @@ class VerifierActor:
             raise RuntimeError(self._problem)  # a broken verifier, never a score of 0 for the answer
         query = Query.from_row(query_row)
         started = time.perf_counter()
-        verdict = self._verifier.verify(query, response, response_format, route)
+        try:
+            verdict = self._verifier.verify(query, response, response_format, route)
+        except (SandboxUnavailable, WorkerStartFailed) as err:
+            # Broken here, not by this answer: a new actor gets a new sandbox and Ray retries this call on it.
+            print(f"[distillery] verifier: {err}; restarting the actor", file=sys.stderr)
+            sys.stderr.flush()
+            os._exit(1)
         self._metrics.observe(query.category.value, time.perf_counter() - started)
         return verdict.to_dict()
 
@@ -67,9 +78,14 @@ class JudgeActor:
         query = Query.from_row(query_row)
         started = time.perf_counter()
         answer, broken = check_structure_first(response, response_format)
-        verdict = broken or await judge_answer(
-            query, answer, self._engine.generate, self._config.sampling, self._config.max_retries
-        )
+        try:
+            verdict = broken or await judge_answer(
+                query, answer, self._engine.generate, self._config.sampling, self._config.max_retries
+            )
+        except EngineBroken as err:  # as for teachers: a new actor with a new engine, and Ray retries the call
+            print(f"[distillery] judge: {err}; restarting the actor", file=sys.stderr)
+            sys.stderr.flush()
+            os._exit(1)
         self._metrics.observe(query.category.value, time.perf_counter() - started)
         return verdict.to_dict()
 

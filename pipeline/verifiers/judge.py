@@ -4,11 +4,14 @@ Free of Ray and vLLM: `judge_answer` receives a `generate` coroutine, so the jud
 implements `pipeline.engine.Engine`) and the tests drive the same logic. The judge sees the conversation, the
 reference answer when the query has one, and the answer part of the response (never the reasoning: the paper's
 students are judged on what they answer). It must end with "Score: N" (0 to 10); a reply without a parseable score
-is asked again, up to `max_retries` times, and then recorded as `judge_unparseable`.
+is asked again, up to `max_retries` times, and then recorded as `judge_unparseable`. A judge request that fails
+retryably (timeout, 5xx) is tried again within the same budget after a short wait; one that still fails records
+`judge_` and the request's reason, which the regenerate loop counts as a fault rather than a wrong answer.
 """
 
 from __future__ import annotations
 
+import asyncio
 import re
 from collections.abc import Awaitable, Callable
 
@@ -91,6 +94,9 @@ async def judge_answer(
         try:
             [reply] = await generate(messages, _for_attempt(sampling, attempt))
         except RequestFailed as err:
+            if err.retryable and attempt < max_retries:
+                await asyncio.sleep(2**attempt)
+                continue
             return Verdict(0.0, JUDGE_VERIFIER, {"error": str(err), "replies": replies}, failure=f"judge_{err.reason}")
         replies.append(reply.text[-_PREVIEW:])
         score = parse_score(reply.text) if reply.finish_reason != "length" else None

@@ -139,7 +139,12 @@ class Sandbox:
         return self._process.pid
 
     def run(self, code: str, stdin: bytes = b"", limits: Limits | None = None) -> RunResult:
-        _send(self._requests, (code, stdin, limits or self.limits))
+        """Raises `SandboxUnavailable` when the sandbox is broken (not when the code fails): the caller needs a new
+        one."""
+        try:
+            _send(self._requests, (code, stdin, limits or self.limits))
+        except BrokenPipeError:
+            raise self._died() from None
         outcome = self._receive()
         if isinstance(outcome, str):  # the isolation of this run failed, and its code never ran
             raise SandboxUnavailable(outcome)
@@ -160,7 +165,10 @@ class Sandbox:
         try:
             return _receive(self._replies)
         except EOFError:
-            raise SandboxUnavailable(f"the sandbox's zygote died (exit status {self._process.poll()})") from None
+            raise self._died() from None
+
+    def _died(self) -> SandboxUnavailable:
+        return SandboxUnavailable(f"the sandbox's zygote died (exit status {self._process.poll()})")
 
 
 def _send(fd: int, message: object) -> None:

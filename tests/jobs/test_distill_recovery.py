@@ -1,5 +1,7 @@
-"""Killing things mid-run: a teacher actor that dies is restarted by Ray and its work retried; a driver that dies is
-resumed by running the same command again, losing and duplicating nothing. Real engine, local Ray, local files."""
+"""Killing things mid-run: a teacher actor that dies is restarted by Ray and its work retried; so is one whose vLLM
+engine process dies under it; a driver that dies is resumed by running the same
+command again, losing and duplicating nothing. Real engine, local Ray, local files. (A verifier whose sandbox dies:
+tests/jobs/test_distill_faults.py.)"""
 
 import json
 import os
@@ -14,7 +16,7 @@ import pytest
 import yaml
 
 from pipeline.storage import Store
-from tests.conftest import REPO
+from tests.conftest import REPO, descendants_named
 
 pytestmark = pytest.mark.slow
 
@@ -28,8 +30,6 @@ PROBLEMS = [
     for i, (a, b) in enumerate([(2, 3), (4, 1), (5, 5), (6, 2), (3, 3), (7, 2)])
 ]
 ALL_IDS = sorted(p["id"] for p in PROBLEMS)
-
-
 def write_run(root: Path) -> Path:
     corpus = root / "corpus.jsonl"
     rows = PROBLEMS
@@ -80,9 +80,22 @@ def wait_for(predicate, timeout_s: float, process: subprocess.Popen) -> None:
         time.sleep(0.5)
 
 
-def pids_named(fragment: str) -> list[int]:
-    out = subprocess.run(["pgrep", "-f", fragment], capture_output=True, text=True).stdout
-    return [int(p) for p in out.split()]
+def kill_mid_run(config: Path, store: Store, fragment: str, restarted: str | None = None) -> None:
+    """Kill the run's processes named `fragment` once a query is committed; the run still finishes every query, and
+    (`restarted`) says on its terminal which actor it restarted."""
+    corpus = Path(yaml.safe_load(config.read_text())["input"]["paths"][0])
+    ids = sorted(json.loads(line)["id"] for line in corpus.open())
+    run = start(config)
+    wait_for(lambda: len(finished_ids(store)) >= 1, 600, run)
+    victims = descendants_named(run.pid, fragment)
+    assert victims, f"{fragment} is running"
+    for pid in victims:
+        os.kill(pid, signal.SIGKILL)
+    output, _ = run.communicate(timeout=900)
+    assert run.returncode == 0, output[-4000:]
+    assert sorted(finished_ids(store)) == ids, "every query exactly once"
+    if restarted:
+        assert restarted in output, output[-4000:]
 
 
 def test_killed_driver_resumes_without_loss_or_duplicates(tmp_path):
@@ -110,14 +123,8 @@ def test_killed_driver_resumes_without_loss_or_duplicates(tmp_path):
 
 
 def test_teacher_actor_crash_is_recovered(tmp_path):
-    config = write_run(tmp_path)
-    store = Store(str(tmp_path / "out"))
-    run = start(config)
-    wait_for(lambda: len(finished_ids(store)) >= 1, 600, run)
-    victims = pids_named("MapBatches\\(TeacherStage\\)")
-    assert victims, "the teacher actor is running"
-    for pid in victims:
-        os.kill(pid, signal.SIGKILL)
-    output, _ = run.communicate(timeout=900)
-    assert run.returncode == 0, output[-4000:]
-    assert sorted(finished_ids(store)) == ALL_IDS
+    kill_mid_run(write_run(tmp_path), Store(str(tmp_path / "out")), "MapBatches(TeacherStage)")
+
+
+def test_a_dead_engine_process_restarts_its_actor_and_the_run_completes(tmp_path):
+    kill_mid_run(write_run(tmp_path), Store(str(tmp_path / "out")), "EngineCore", restarted="the vLLM engine died")

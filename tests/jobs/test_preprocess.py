@@ -1,10 +1,15 @@
 """`python -m jobs.preprocess` as a user runs it: a real local Ray cluster, the real all-MiniLM-L6-v2 on the embedding
 actor pool, inputs and outputs on a real S3-compatible server (moto). A planted corpus checks that every kind of
-reject is caught and attributed; a run over all the shared data checks that the job completes at that size."""
+reject is caught and attributed; a run over all the shared data checks that the job completes at that size; bad
+arguments and killed runs cost nothing: the previous run's output stays as it was."""
 
 import json
+import os
+import shutil
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pyarrow as pa
@@ -31,12 +36,15 @@ def reworded(matched_id: str) -> str:
     return next(r["prompt"] for r in map(json.loads, lines) if r["matched_id"] == matched_id)
 
 
+def job(*args: str) -> subprocess.CompletedProcess:
+    command = [sys.executable, "-m", "jobs.preprocess", *args, "--no-progress"]
+    return subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=900, check=False)
+
+
 def run_job(inputs: list[str], output: str, benchmarks: list[str], config: dict, tmp: Path) -> dict:
     config_path = tmp / "preprocess.yaml"
     config_path.write_text(yaml.safe_dump(config))
-    command = [sys.executable, "-m", "jobs.preprocess", "--input", *inputs, "--output", output,
-               "--benchmarks", *benchmarks, "--config", str(config_path), "--no-progress"]
-    result = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=900, check=False)
+    result = job("--input", *inputs, "--output", output, "--benchmarks", *benchmarks, "--config", str(config_path))
     assert result.returncode == 0, result.stderr[-4000:]
     assert "preprocess summary" in result.stdout
     return json.loads(Store(output, config.get("storage_options")).read_text("summary.json"))
@@ -189,6 +197,10 @@ def test_summary_counts_per_reason_and_source(planted):
         "duplicate_exact": 2, "duplicate_near": 1, "invalid_query": 1, "invalid_utf8": 1, "malformed_json": 1,
         "row_too_large": 1, "too_short": 1, "unknown_record_shape": 1,
     }
+    assert {path.rsplit("/", 1)[-1]: n for path, n in summary["benchmark_items"].items()} == {
+        "gsm8k_test.jsonl": 30, "math500.jsonl": 30, "aime24.jsonl": 30, "humaneval": 164,
+    }, "items per benchmark file, by the path as given"
+    assert f"s3://{BUCKET}/benchmarks/gsm8k_test.jsonl" in summary["benchmark_items"]
     assert summary["by_source"]["extra"] == {"duplicate_exact": 1, "kept": 1}
     assert sum(sum(c.values()) for c in summary["by_source"].values()) == total
     assert summary["contaminated_by_benchmark"] == {
@@ -219,3 +231,153 @@ def test_all_shared_queries_against_all_benchmarks(tmp_path):
     assert contaminated["math500"]["contaminated_ngram"] > 0 and contaminated["gsm8k_test"]["contaminated_ngram"] > 0
     assert summary["by_source"]["math_train"].get("contaminated_ngram", 0) > 0
     assert summary["kept"] > 0.97 * lines
+
+
+# ---- bad arguments and killed runs cost nothing ---------------------------------------------------------------------
+
+QUERIES = [
+    {"id": "rainbow", "category": "chat", "prompt": "Explain how a rainbow forms, in two paragraphs."},
+    {"id": "train", "category": "math", "prompt": "A train travels 60 km in 45 minutes. What is its speed in km/h?",
+     "reference": {"answer": "80"}},
+    {"id": "leak", "category": "math", "prompt": "What is the sum of the first 10 positive odd integers?",
+     "reference": {"answer": "100"}},
+]
+BENCHMARK = [
+    {"unique_id": "odd-sum", "problem": "What is the sum of the first 10 positive odd integers?", "answer": "100"},
+    {"unique_id": "primes", "problem": "How many primes are less than 30?", "answer": "10"},
+]
+SMALL = {"dedup": {"partitions": 2}, "decontamination": {"embedding": None}, "ray": {"dashboard": False}}
+
+
+def jsonl(path: Path, rows: list[dict]) -> str:
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return str(path)
+
+
+def contents(folder: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def refusal(result: subprocess.CompletedProcess) -> str:
+    """The one line a refused run prints, after checking it is refused the way a user should see it."""
+    assert result.returncode == 2, result.stderr[-4000:]
+    assert "Traceback" not in result.stderr and not result.stdout
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    return lines[0]
+
+
+@pytest.fixture(scope="module")
+def earlier(tmp_path_factory):
+    """A finished run of three queries, one a benchmark problem, against one benchmark file of two items."""
+    tmp = tmp_path_factory.mktemp("earlier")
+    corpus, benchmark = jsonl(tmp / "corpus.jsonl", QUERIES), jsonl(tmp / "bench.jsonl", BENCHMARK)
+    config = tmp / "small.yaml"
+    config.write_text(yaml.safe_dump(SMALL))
+    result = job("--input", corpus, "--output", str(tmp / "out"), "--benchmarks", benchmark, "--config", str(config))
+    assert result.returncode == 0, result.stderr[-4000:]
+    return {"tmp": tmp, "corpus": corpus, "benchmark": benchmark, "config": str(config), "stdout": result.stdout}
+
+
+@pytest.fixture
+def previous(earlier, tmp_path) -> Path:
+    """The earlier run's output folder, copied for a test to run into."""
+    return Path(shutil.copytree(earlier["tmp"] / "out", tmp_path / "out"))
+
+
+def test_the_summary_counts_benchmark_items_per_file(earlier):
+    summary = json.loads((earlier["tmp"] / "out" / "summary.json").read_text())
+    assert summary["benchmark_items"] == {earlier["benchmark"]: 2}
+    assert summary["contaminated_by_benchmark"] == {"bench": {"contaminated_exact": 1}}
+    assert f"benchmark {earlier['benchmark']}: 2 items" in earlier["stdout"]
+    config = json.loads((earlier["tmp"] / "out" / "config.json").read_text())
+    assert config["benchmark_items"] == {earlier["benchmark"]: 2}
+    assert sorted(p.name for p in (earlier["tmp"] / "out").iterdir()) == ["config.json", "kept", "rejects",
+                                                                         "summary.json"], "no staging is left"
+
+
+def test_help_documents_every_option_and_runs_nothing(tmp_path):
+    result = subprocess.run([sys.executable, "-m", "jobs.preprocess", "--help"], cwd=tmp_path, capture_output=True,
+                            text=True, timeout=60, check=False)
+    assert result.returncode == 0 and list(tmp_path.iterdir()) == []
+    for option in ["--input", "--output", "--benchmarks", "--config", "--no-progress", "none", "humaneval"]:
+        assert option in result.stdout, option
+
+
+def random_bytes(path: Path) -> str:
+    path.write_bytes(os.urandom(4096))
+    return str(path)
+
+
+# Each row: which argument is bad, how to make it in a scratch folder, and what the one line says after its path.
+BAD_ARGUMENTS = {
+    "text-input": ("input", lambda tmp: jsonl(tmp / "corpus.txt", QUERIES), "not JSONL, JSONL.gz or Parquet"),
+    "binary-input": ("input", lambda tmp: random_bytes(tmp / "corpus.parquet"), "Parquet magic bytes not found"),
+    "empty-input": ("input", lambda tmp: jsonl(tmp / "corpus.jsonl", []), "holds no rows"),
+    "missing-benchmark": ("benchmark", lambda tmp: str(tmp / "math500.jsonl"), "No such file or directory"),
+}
+
+
+@pytest.mark.parametrize("argument, make, reason", BAD_ARGUMENTS.values(), ids=BAD_ARGUMENTS.keys())
+def test_a_bad_argument_is_refused_in_one_line_and_the_previous_output_stays(earlier, previous, tmp_path, argument,
+                                                                           make, reason):
+    before = contents(previous)
+    path = make(tmp_path)
+    given = {"input": earlier["corpus"], "benchmark": earlier["benchmark"], argument: path}
+    line = refusal(job("--input", given["input"], "--benchmarks", given["benchmark"], "--output", str(previous),
+                       "--config", earlier["config"]))
+    assert line.startswith(f"{argument} {path}: ") and reason in line, line
+    assert contents(previous) == before
+
+
+def test_no_benchmarks_is_refused_with_how_to_name_them_or_opt_out(earlier, previous):
+    before = contents(previous)
+    line = refusal(job("--input", earlier["corpus"], "--output", str(previous), "--config", earlier["config"]))
+    assert "--benchmarks FILE" in line and "decontamination.benchmarks" in line and "--benchmarks none" in line
+    assert contents(previous) == before
+
+
+def test_an_unwritable_output_is_refused_before_any_work(earlier, tmp_path):
+    a_file = tmp_path / "notes.txt"
+    a_file.write_text("not a folder")
+    output = str(a_file / "out")
+    line = refusal(job("--input", earlier["corpus"], "--output", output, "--benchmarks", earlier["benchmark"],
+                       "--config", earlier["config"]))
+    assert line == f"output {output}: cannot write there: Not a directory"
+    assert a_file.read_text() == "not a folder"
+
+
+def test_a_typo_and_a_killed_run_leave_the_previous_output_and_the_fixed_run_replaces_it(earlier, previous):
+    """Into one output folder: a mistyped input, then a run killed mid-way, then the fixed command (declining
+    benchmarks this time)."""
+    before = contents(previous)
+    typo = str(Path(earlier["corpus"]).with_name("corpsu.jsonl"))
+    assert refusal(job("--input", typo, "--output", str(previous), "--benchmarks", "none",
+                       "--config", earlier["config"])) == f"input {typo}: no such file or folder"
+    assert contents(previous) == before
+
+    command = [sys.executable, "-m", "jobs.preprocess", "--input", earlier["corpus"], "--output", str(previous),
+               "--benchmarks", "none", "--config", earlier["config"], "--no-progress"]
+    killed = subprocess.Popen(command, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                              start_new_session=True)
+    try:
+        deadline = time.monotonic() + 300
+        while not list(previous.glob("_staging/*/config.json")) and killed.poll() is None:
+            assert time.monotonic() < deadline, "the run never started writing"
+            time.sleep(0.1)
+    finally:
+        os.killpg(killed.pid, signal.SIGKILL)  # the job and the local Ray cluster it started
+        killed.wait()
+    assert {k: v for k, v in contents(previous).items() if not k.startswith("_staging/")} == before
+    assert list(previous.glob("_staging/*/config.json")), "the killed run was writing beside the output"
+
+    fixed = job("--input", earlier["corpus"], "--output", str(previous), "--benchmarks", "none",
+                "--config", earlier["config"])
+    assert fixed.returncode == 0, fixed.stderr[-4000:]
+    assert "benchmarks: none, 0 items" in fixed.stdout
+    summary = json.loads((previous / "summary.json").read_text())
+    assert summary["benchmark_items"] == {} and summary["kept"] == len(QUERIES)
+    assert set(Store(str(previous)).column_values("kept", "id")) == {q["id"] for q in QUERIES}
+    assert sorted(p.name for p in previous.iterdir()) == ["config.json", "kept", "summary.json"], (
+        "nothing was rejected, so the earlier run's rejects are gone too; so is the killed run's staging folder"
+    )

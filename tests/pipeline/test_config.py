@@ -44,6 +44,7 @@ def test_shipped_configs_load():
         pytest.param("teachers.0.sampling", {"poetry": {}}, "unknown categories", id="sampling-category"),
         pytest.param("teachers.0.name", "has space", "teachers.0.name", id="teacher-name"),
         pytest.param("teachers.0.response_format", "xml", "teachers.0.response_format", id="format"),
+        pytest.param("teachers.0.response_format", "answer_only", "samples need reasoning", id="no-reasoning"),
         pytest.param("teachers.0.engine", {"replica": 2}, "teachers.0.engine.vllm.replica", id="typo"),
         pytest.param("input.paths", [], "input.paths", id="no-inputs"),
     ],
@@ -63,6 +64,41 @@ def test_hash_ignores_where_the_run_happens_but_not_what_it_does():
     base = parse_config(DistillConfig, MINIMAL)
     assert base.config_hash() == parse_config(DistillConfig, with_change("output", "s3://elsewhere")).config_hash()
     assert base.config_hash() != parse_config(DistillConfig, with_change("teachers.0.max_attempts", 7)).config_hash()
+
+
+ENDPOINT = {"kind": "openai", "base_url": "http://a:1/v1"}
+
+
+@pytest.mark.parametrize(
+    "path, before, after",
+    [
+        ("input.paths", ["q.jsonl"], ["s3://bucket/moved.jsonl"]),
+        ("teachers.0.engine", {}, {"replicas": 8, "num_gpus": 2, "tensor_parallel_size": 2, "batches_in_flight": 8}),
+        ("teachers.0.engine", ENDPOINT, {**ENDPOINT, "base_url": "http://moved:8000/v1", "max_concurrency": 64,
+                                         "timeout_s": 30, "max_retries": 9, "api_key_env": "KEY"}),
+        ("teachers.0.faults", {}, {"backoff_s": 9, "breaker_failure_rate": None}),
+        ("verifiers", {}, {"replicas": 16, "num_cpus": 2}),
+        ("shard_rows", 256, 7),
+        ("flush_seconds", 30, 1),
+    ],
+)
+def test_scale_settings_can_change_between_a_kill_and_a_resume(path, before, after):
+    first = parse_config(DistillConfig, with_change(path, before)).config_hash()
+    assert first == parse_config(DistillConfig, with_change(path, after)).config_hash()
+
+
+@pytest.mark.parametrize(
+    "path, value",
+    [
+        ("teachers.0.model", "other"),
+        ("teachers.0.engine", {"max_model_len": 8192}),
+        ("teachers.0.sampling", {"default": {"temperature": 0.1}}),
+        ("verifiers", {"code_max_tests": 3}),
+    ],
+)
+def test_what_changes_the_data_changes_the_hash(path, value):
+    base = parse_config(DistillConfig, MINIMAL)
+    assert base.config_hash() != parse_config(DistillConfig, with_change(path, value)).config_hash()
 
 
 def test_unreadable_file_is_a_config_error(tmp_path):

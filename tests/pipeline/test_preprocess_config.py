@@ -13,7 +13,31 @@ def test_shipped_example_is_the_defaults_plus_benchmarks():
     assert config.decontamination.benchmarks[-1] == "humaneval"
     defaults = load_config(PreprocessConfig, None)
     assert config.model_copy(update={"decontamination": defaults.decontamination, "ray": defaults.ray}) == defaults
-    assert config.decontamination.model_copy(update={"benchmarks": []}) == defaults.decontamination
+    assert config.decontamination.model_copy(update={"benchmarks": None}) == defaults.decontamination
+
+
+@pytest.mark.parametrize(
+    "raw, benchmarks",
+    [
+        pytest.param({}, None, id="unsaid"),
+        pytest.param({"benchmarks": None}, None, id="null-is-unsaid"),
+        pytest.param({"benchmarks": "none"}, [], id="none"),
+        pytest.param({"benchmarks": []}, [], id="empty-list"),
+        pytest.param({"benchmarks": ["a.jsonl", "humaneval"]}, ["a.jsonl", "humaneval"], id="files"),
+    ],
+)
+def test_benchmarks_have_no_default_and_none_is_said_in_words(raw, benchmarks):
+    assert PreprocessConfig.model_validate({"decontamination": raw}).decontamination.benchmarks == benchmarks
+
+
+def test_command_line_benchmarks_replace_the_configs_and_are_validated_like_them():
+    config = PreprocessConfig.model_validate({"decontamination": {"benchmarks": ["a.jsonl"], "ngram_size": 5}})
+    assert config.with_benchmarks(["none"]).decontamination.benchmarks == []
+    assert config.with_benchmarks(["b.jsonl"]).decontamination.model_dump() == {
+        **config.decontamination.model_dump(), "benchmarks": ["b.jsonl"]
+    }
+    with pytest.raises(ConfigError, match="`none` .* cannot be listed with benchmark files"):
+        config.with_benchmarks(["none", "b.jsonl"])
 
 
 def test_embedding_threshold_defaults_to_the_measured_one_for_known_models():

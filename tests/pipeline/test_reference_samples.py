@@ -27,3 +27,8 @@ def test_a_math_row_answers_with_its_last_boxed_expression():
 def test_rows_of_other_shapes_are_skipped_and_ids_follow_line_numbers():
     lines = [json.dumps(GSM8K), json.dumps({"prompt": "hi"}), "", json.dumps(MATH)]
     assert [s.id for s in reference_samples(lines, "mixed")] == ["mixed-1", "mixed-4"]
+
+
+def test_lines_that_are_not_json_objects_are_skipped_like_other_shapes():
+    lines = [b"\xff\xfe not utf-8", "not json", "[1, 2]", "3", json.dumps(MATH).encode()]
+    assert [s.id for s in reference_samples(lines, "odd")] == ["odd-5"]

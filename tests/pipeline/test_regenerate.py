@@ -136,3 +136,74 @@ def test_seeded_retries_get_a_new_seed_each_round():
     engine = ScriptedEngine([WRONG], [WRONG], [RIGHT])
     run(MATH, engine, sampling={"default": {"seed": 7}})
     assert engine.seeds == [7, 8, 9]
+
+
+class Flaky:
+    """Fails the first requests with the given errors, then answers right."""
+
+    def __init__(self, *errors):
+        self.errors = list(errors)
+        self.calls = 0
+
+    async def generate(self, messages, sampling):
+        self.calls += 1
+        if self.errors:
+            raise self.errors.pop(0)
+        return [Candidate(*RIGHT, 10, 5)]
+
+
+NO_WAIT = {"faults": {"backoff_s": 0.0}}
+
+
+def test_a_retryable_failure_costs_a_round_and_is_logged_then_the_row_goes_on():
+    engine = Flaky(RequestFailed("endpoint_error", "HTTP 503", retryable=True))
+    outcome = run(MATH, engine, **NO_WAIT)
+    assert outcome.sample is not None and outcome.sample.attempts == 2 and engine.calls == 2
+    failed = outcome.attempts[0]
+    assert (failed.failure, failed.finish_reason, failed.completion_tokens) == ("endpoint_error", "error", 0)
+    assert "HTTP 503" in json.loads(failed.verify_details)["error"]
+
+
+def test_a_row_whose_every_request_failed_is_rejected_with_the_fault_not_as_exhausted():
+    timeout = RequestFailed("endpoint_timeout", "no answer in 1 s", retryable=True)
+    outcome = run(MATH, Flaky(timeout, timeout, timeout), **NO_WAIT)
+    assert (outcome.reject.reason, outcome.reject.attempts) == ("endpoint_timeout", 3)
+    assert [a.failure for a in outcome.attempts] == ["endpoint_timeout"] * 3
+
+
+def test_a_row_that_also_met_wrong_answers_is_exhausted():
+    engine = ScriptedEngine([WRONG], [WRONG])
+    flaky = Flaky(RequestFailed("endpoint_error", "HTTP 500", retryable=True))
+
+    async def generate(messages, sampling):
+        if flaky.errors:
+            return await flaky.generate(messages, sampling)
+        return await engine.generate(messages, sampling)
+
+    outcome = asyncio.run(distill_query(MATH, teacher(**NO_WAIT), generate, exact_verifier, "cfg"))
+    assert outcome.reject.reason == "exhausted"
+    assert json.loads(outcome.reject.detail)["failures"] == {"endpoint_error": 1, "wrong_answer": 2}
+
+
+def test_a_refused_request_is_final_at_once():
+    engine = Flaky(RequestFailed("request_refused", "HTTP 400: too long", retryable=False))
+    outcome = run(MATH, engine, **NO_WAIT)
+    assert (outcome.reject.reason, engine.calls, len(outcome.attempts)) == ("request_refused", 1, 1)
+
+
+def test_retries_back_off_exponentially_with_jitter_and_a_cap():
+    from pipeline.config import FaultPolicy
+    from pipeline.regenerate import backoff_s
+
+    policy = FaultPolicy(backoff_s=1.0, backoff_max_s=5.0)
+    for failures, ceiling in [(1, 1.0), (2, 2.0), (3, 4.0), (4, 5.0), (10, 5.0)]:
+        waits = [backoff_s(policy, failures) for _ in range(50)]
+        assert all(ceiling / 2 <= w <= ceiling for w in waits)
+
+
+def test_a_verifier_that_keeps_raising_rejects_the_row_as_verifier_error():
+    async def broken(query, response):
+        return Verdict(0.0, "error", {"error": "boom"}, failure="verifier_error")
+
+    outcome = run(MATH, ScriptedEngine([RIGHT], [RIGHT], [RIGHT]), verify=broken)
+    assert outcome.reject.reason == "verifier_error"

@@ -1,8 +1,16 @@
 """Parsing teacher responses into (think, answer), per response format."""
 
+from typing import get_args
+
 import pytest
 
-from pipeline.response_format import format_response, parse_response, with_reasoning
+from pipeline.response_format import (
+    FORMAT_INSTRUCTIONS,
+    ResponseFormat,
+    format_response,
+    parse_response,
+    with_reasoning,
+)
 
 
 @pytest.mark.parametrize(
@@ -25,6 +33,15 @@ from pipeline.response_format import format_response, parse_response, with_reaso
             "I loop.", "```python\ndef f():\n    pass\n```\nDone.", None, id="plain-code-block",
         ),
         pytest.param("  \n ", "plain", "", "", "empty_response", id="plain-empty"),
+        pytest.param("17 + 25 = 42.\nSo 42.", "answer_only", "", "17 + 25 = 42.\nSo 42.", None, id="answer-only"),
+        pytest.param("42", "answer_only", "", "42", None, id="answer-only-one-line"),
+        pytest.param("<think>add</think>\n42", "answer_only", "add", "42", None, id="answer-only-think-taken-off"),
+        pytest.param("<think>add</think><answer>42</answer>", "answer_only", "add", "42", None,
+                     id="answer-only-reads-the-paper-format"),
+        pytest.param("<think></think>42", "answer_only", "", "42", None, id="answer-only-empty-think-is-fine"),
+        pytest.param("<think>add, then", "answer_only", "", "", "missing_think_close", id="answer-only-cut-off"),
+        pytest.param("<think>add</think>", "answer_only", "", "", "empty_answer", id="answer-only-no-answer"),
+        pytest.param(" \n", "answer_only", "", "", "empty_response", id="answer-only-empty"),
     ],
 )
 def test_parse_response(text, fmt, think, answer, failure):
@@ -32,6 +49,10 @@ def test_parse_response(text, fmt, think, answer, failure):
     assert parsed.failure == failure
     if failure is None:
         assert (parsed.think, parsed.answer) == (think, answer)
+
+
+def test_every_format_has_an_instruction_for_teachers():
+    assert set(FORMAT_INSTRUCTIONS) == set(get_args(ResponseFormat))
 
 
 def test_canonical_format_parses_back():

@@ -106,3 +106,16 @@ def test_after_the_retries_the_failure_is_recorded_with_every_reply():
 def test_an_engine_refusal_is_recorded_as_a_judge_failure():
     verdict = judge(ScriptedJudge(RequestFailed("prompt_too_long", "5000 tokens")))
     assert verdict.failure == "judge_prompt_too_long" and verdict.score == 0.0
+
+
+def test_a_passing_fault_of_the_judge_endpoint_is_retried_within_the_budget():
+    verdict = judge(ScriptedJudge(RequestFailed("endpoint_error", "HTTP 503", retryable=True), "Score: 9"), retries=1)
+    assert verdict.score == 0.9 and verdict.failure is None
+
+
+def test_a_judge_endpoint_that_keeps_failing_is_a_fault_not_a_wrong_answer():
+    from pipeline.regenerate import FAULTS
+
+    timeout = RequestFailed("endpoint_timeout", "no answer", retryable=True)
+    verdict = judge(ScriptedJudge(timeout, timeout), retries=1)
+    assert verdict.failure == "judge_endpoint_timeout" and verdict.failure in FAULTS

@@ -438,3 +438,17 @@ def test_where_user_namespaces_are_disabled_it_refuses_with_the_reason():
 def test_the_probe_result_is_available_without_starting_a_sandbox_per_check():
     assert isolation_problem() is None
     assert isolation_problem() is None  # cached: the second call starts nothing
+
+
+def test_a_dead_sandbox_says_so_rather_than_failing_the_code():
+    from pipeline.verifiers.sandbox import SandboxUnavailable
+
+    doomed = Sandbox()
+    try:
+        for pid in {doomed.zygote_pid} | descendants(doomed.zygote_pid):
+            os.kill(pid, 9)
+        with pytest.raises(SandboxUnavailable, match="zygote died"):
+            for _ in range(3):  # the first request may still fit in the dead pipe's buffer
+                doomed.run("print(1)")
+    finally:
+        doomed.close()
