@@ -7,10 +7,8 @@ import os
 import socket
 import subprocess
 import sys
-import threading
 import time
 import urllib.request
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 import yaml
@@ -22,6 +20,7 @@ from pipeline.models import materialize_embedded_model
 from pipeline.response_format import parse_response
 from pipeline.schema import Message
 from pipeline.storage import Store
+from tests.chat_server import ChatServer, completion
 from tests.conftest import REPO
 
 slow = pytest.mark.slow
@@ -136,53 +135,19 @@ def test_two_teachers_through_endpoints_give_two_datasets_over_the_same_ids(endp
 # --- Reasoning served beside the answer: a scripted server -----------------------------------------------------------
 
 
-class ScriptedServer:
-    """Answers every chat completion with `n` copies of `message` (choice i's strings formatted with i) and keeps the
-    request bodies."""
-
-    def __init__(self, message: dict):
-        self.message = message
-        self.bodies: list[dict] = []
-        server = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self):
-                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-                server.bodies.append(body)
-                choices = [
-                    {"index": i, "finish_reason": "stop",
-                     "message": {"role": "assistant",
-                                 **{k: v.format(i=i) if isinstance(v, str) else v for k, v in server.message.items()}}}
-                    for i in range(body.get("n") or 1)
-                ]
-                reply = json.dumps({
-                    "id": "scripted", "object": "chat.completion", "created": 0, "model": body["model"],
-                    "choices": choices, "usage": {"prompt_tokens": 7, "completion_tokens": 20, "total_tokens": 27},
-                }).encode()
-                self.send_response(200)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(reply)))
-                self.end_headers()
-                self.wfile.write(reply)
-
-            def log_message(self, *args):
-                pass
-
-        self._http = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.base_url = f"http://127.0.0.1:{self._http.server_address[1]}/v1"
-        threading.Thread(target=self._http.serve_forever, daemon=True).start()
-
-    def close(self):
-        self._http.shutdown()
-        self._http.server_close()
-
-
 @pytest.fixture
 def scripted():
+    """Starts servers that answer every chat completion with `n` copies of a message (choice i's strings formatted
+    with i)."""
     servers = []
 
     def start(**message):
-        servers.append(ScriptedServer(message))
+        def respond(body):
+            copies = [{k: v.format(i=i) if isinstance(v, str) else v for k, v in message.items()}
+                      for i in range(body.get("n") or 1)]
+            return completion(body, copies)
+
+        servers.append(ChatServer(respond))
         return servers[-1]
 
     yield start

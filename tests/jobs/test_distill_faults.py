@@ -9,15 +9,14 @@ import os
 import signal
 import subprocess
 import sys
-import threading
 import time
 from collections import Counter
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 import yaml
 
 from pipeline.storage import Store
+from tests.chat_server import ChatServer, completion, error
 from tests.conftest import REPO, descendants_named
 
 pytestmark = pytest.mark.slow
@@ -25,7 +24,7 @@ pytestmark = pytest.mark.slow
 TIMEOUT_S = 1.5
 
 
-class FaultyEndpoint:
+class FaultyEndpoint(ChatServer):
     """Chat completions whose behaviour is chosen by the first word of the user's question:
     `ok` answers (reasoning in `reasoning_content`, as DeepSeek's API sends it); `throttle` answers 429 the first
     time, then 200; `broken` answers 500 for good; `long` answers 400 as for a prompt over the context length; `drop`
@@ -36,63 +35,30 @@ class FaultyEndpoint:
     def __init__(self):
         self.deny_all = False
         self.seen: Counter[str] = Counter()
-        endpoint = self
+        super().__init__(self.respond)
 
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def do_POST(self):
-                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-                question = body["messages"][-1]["content"]
-                kind, answer = question.split(":")[0], question.rsplit(" ", 1)[-1]
-                endpoint.seen[question] += 1
-                first = endpoint.seen[question] == 1
-                if endpoint.deny_all:
-                    return self.reply(401, {"error": {"message": "Incorrect API key provided"}})
-                if kind == "throttle" and first:
-                    return self.reply(429, {"error": {"message": "Rate limit reached"}}, {"Retry-After": "0"})
-                if kind == "broken":
-                    return self.reply(500, {"error": {"message": "internal error"}})
-                if kind == "long":
-                    return self.reply(400, {"error": {"message": "This model's maximum context length is 4096 tokens"}})
-                if kind == "drop" and first:
-                    self.close_connection = True
-                    self.connection.shutdown(2)
-                    return None
-                if kind == "hang":
-                    time.sleep(TIMEOUT_S + 1.5)
-                content = f"The answer is \\boxed{{{answer}}}."
-                if kind == "code":
-                    time.sleep(1)
-                    content = f"```python\nprint({answer})\n```"
-                message = {"role": "assistant", "reasoning_content": f"Counting up, I get {answer}.",
-                           "content": content}
-                return self.reply(200, {
-                    "id": "x", "object": "chat.completion", "created": 0, "model": body["model"],
-                    "choices": [{"index": 0, "finish_reason": "stop", "message": message}],
-                    "usage": {"prompt_tokens": 12, "completion_tokens": 9, "total_tokens": 21},
-                })
-
-            def reply(self, status, payload, headers=None):
-                data = json.dumps(payload).encode()
-                self.send_response(status)
-                for name, value in {"Content-Type": "application/json", **(headers or {})}.items():
-                    self.send_header(name, value)
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
-            def log_message(self, *args):
-                pass
-
-        self._http = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self._http.daemon_threads = True
-        self.base_url = f"http://127.0.0.1:{self._http.server_address[1]}/v1"
-        threading.Thread(target=self._http.serve_forever, daemon=True).start()
-
-    def close(self):
-        self._http.shutdown()
-        self._http.server_close()
+    def respond(self, body):
+        question = body["messages"][-1]["content"]
+        kind, answer = question.split(":")[0], question.rsplit(" ", 1)[-1]
+        self.seen[question] += 1
+        first = self.seen[question] == 1
+        if self.deny_all:
+            return error(401, "Incorrect API key provided")
+        if kind == "throttle" and first:
+            return error(429, "Rate limit reached", {"Retry-After": "0"})
+        if kind == "broken":
+            return error(500, "internal error")
+        if kind == "long":
+            return error(400, "This model's maximum context length is 4096 tokens")
+        if kind == "drop" and first:
+            return None
+        if kind == "hang":
+            time.sleep(TIMEOUT_S + 1.5)
+        content = f"The answer is \\boxed{{{answer}}}."
+        if kind == "code":
+            time.sleep(1)
+            content = f"```python\nprint({answer})\n```"
+        return completion(body, [{"reasoning_content": f"Counting up, I get {answer}.", "content": content}])
 
 
 @pytest.fixture

@@ -2,37 +2,14 @@
 be named or declined. (Inputs and outputs: tests/pipeline/test_checks.py.)"""
 
 import json
-from pathlib import Path
 
-import pyarrow as pa
-import pyarrow.parquet as pq
 import pytest
 
-from pipeline.config import ConfigError, PreprocessConfig
+from pipeline.config import PreprocessConfig
 from pipeline.preprocess.preflight import load_benchmarks, preflight
+from tests.pipeline.test_checks import QUERY, refusal, write
 
-QUERY = json.dumps({"id": "q1", "category": "chat", "prompt": "Explain how a rainbow forms."})
 MATH = json.dumps({"problem": "What is 1+1?", "answer": "2"})
-
-
-def write(path: Path, data: bytes | str) -> str:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(data.encode() if isinstance(data, str) else data)
-    return str(path)
-
-
-def parquet(path: Path, rows: list[dict]) -> str:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    pq.write_table(pa.Table.from_pylist(rows, schema=pa.schema([("id", pa.string()), ("prompt", pa.string())])), path)
-    return str(path)
-
-
-def refusal(check, *args) -> str:
-    with pytest.raises(ConfigError) as err:
-        check(*args)
-    message = str(err.value)
-    assert "\n" not in message, message
-    return message
 
 
 def test_benchmarks_load_per_file_as_given(tmp_path):
