@@ -343,7 +343,7 @@ def test_an_unwritable_output_is_refused_before_any_work(earlier, tmp_path):
     output = str(a_file / "out")
     line = refusal(job("--input", earlier["corpus"], "--output", output, "--benchmarks", earlier["benchmark"],
                        "--config", earlier["config"]))
-    assert line == f"output {output}: cannot write there: Not a directory"
+    assert line == f"output {output}: {a_file} is a file, not a folder"
     assert a_file.read_text() == "not a folder"
 
 
