@@ -18,6 +18,7 @@ if anything, a little high.
 import argparse
 import asyncio
 import json
+import sys
 import time
 from pathlib import Path
 
@@ -53,10 +54,12 @@ async def measure(config: JudgeConfig, cases: list) -> dict:
             started = time.perf_counter()
             result = await (raw_pass() if kind == "raw" else judge_pass())
             passes.append({"pass": kind, "seconds": round(time.perf_counter() - started, 2), **result})
+            print(json.dumps(passes[-1]), file=sys.stderr, flush=True)
     finally:
         engine.shutdown()
     seconds = {kind: sum(p["seconds"] for p in passes if p["pass"] == kind) for kind in ("raw", "judge")}
     judge_passes = [p for p in passes if p["pass"] == "judge"]
+    judge_answers = len(cases) * len(judge_passes)
     return {
         "answers": len(cases),
         "passes": passes,
@@ -64,8 +67,8 @@ async def measure(config: JudgeConfig, cases: list) -> dict:
         # Each order on its own: if these two differ much, something still carries over between passes.
         "judge_over_raw_judge_second": round(passes[1]["seconds"] / passes[0]["seconds"], 2),
         "judge_over_raw_judge_first": round(passes[2]["seconds"] / passes[3]["seconds"], 2),
-        "judgements_per_s": round(len(cases) * len(judge_passes) / seconds["judge"], 2),
-        "mean_requests_per_answer": round(sum(p["requests"] for p in judge_passes) / (len(cases) * len(judge_passes)), 2),
+        "judgements_per_s": round(judge_answers / seconds["judge"], 2),
+        "mean_requests_per_answer": round(sum(p["requests"] for p in judge_passes) / judge_answers, 2),
     }
 
 
