@@ -22,6 +22,7 @@ import contextlib
 import json
 import multiprocessing as mp
 import os
+import queue
 import signal
 import tempfile
 import time
@@ -42,8 +43,7 @@ def chat(prompt: str) -> list[dict]:
     return [{"role": "system", "content": SYSTEM}, {"role": "user", "content": prompt}]
 
 
-def raw_vllm(prompts: list[str], max_tokens: int, out: mp.Queue) -> None:
-    os.setsid()  # a process group of its own, so the parent can end the engine's processes with it
+def raw_vllm(prompts: list[str], max_tokens: int) -> dict:
     os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", CPU_ENGINE_ENV["VLLM_CPU_KVCACHE_SPACE"])
     from vllm import LLM, SamplingParams
 
@@ -55,11 +55,10 @@ def raw_vllm(prompts: list[str], max_tokens: int, out: mp.Queue) -> None:
                        use_tqdm=False)
     seconds = time.perf_counter() - started
     tokens = sum(len(o.outputs[0].token_ids) for o in outputs)
-    out.put({"tokens": tokens, "tok_s": tokens / seconds})
+    return {"tokens": tokens, "tok_s": tokens / seconds}
 
 
-def ray_data_llm(prompts: list[str], max_tokens: int, num_gpus: float, out: mp.Queue) -> None:
-    os.setsid()
+def ray_data_llm(prompts: list[str], max_tokens: int, num_gpus: float) -> dict:
     import ray
     from ray.data.llm import build_processor, vLLMEngineProcessorConfig
 
@@ -94,21 +93,40 @@ def ray_data_llm(prompts: list[str], max_tokens: int, num_gpus: float, out: mp.Q
     finally:
         ray.shutdown()  # before reporting: the parent ends this process group once it has the result
     tokens = sum(r["tokens"] for r in rows)
-    out.put({"tokens": tokens, "tok_s": tokens / (last_at - min(r["arrival_time"] for r in rows))})
+    return {"tokens": tokens, "tok_s": tokens / (last_at - min(r["arrival_time"] for r in rows))}
 
 
 def _preprocess(max_tokens: int) -> Callable[[dict], dict]:
-    """A closure, so Ray pickles it by value: the workers need not import this module."""
+    """A closure over plain values, so Ray pickles it whole: run as `python -m`, this module is `__main__`, which
+    Ray's workers cannot import."""
+    system = SYSTEM
     return lambda row: {
-        "messages": chat(row["prompt"]), "sampling_params": {"temperature": 0.0, "max_tokens": max_tokens},
+        "messages": [{"role": "system", "content": system}, {"role": "user", "content": row["prompt"]}],
+        "sampling_params": {"temperature": 0.0, "max_tokens": max_tokens},
     }
 
 
+def _report(target: Callable, args: tuple, out: mp.Queue) -> None:
+    """Runs in the child: a side that cannot run here (no GPU, a Ray Data LLM that refuses this vLLM) says why in its
+    column instead of taking the other sides down with it."""
+    os.setsid()  # a process group of its own, so the parent can end the engine's processes with it
+    try:
+        out.put(target(*args))
+    except Exception as err:  # noqa: BLE001 - reported in the result, never hidden
+        out.put({"error": f"{type(err).__name__}: {err}"[:1000]})
+
+
 def in_child(target: Callable, *args) -> dict:
-    queue: mp.Queue = mp.get_context("spawn").Queue()
-    child = mp.get_context("spawn").Process(target=target, args=(*args, queue))
+    results: mp.Queue = mp.get_context("spawn").Queue()
+    child = mp.get_context("spawn").Process(target=_report, args=(target, args, results))
     child.start()
-    result = queue.get()
+    result = None
+    while result is None:
+        try:
+            result = results.get(timeout=5)
+        except queue.Empty:
+            if not child.is_alive():
+                result = {"error": f"the child process died (exit code {child.exitcode})"}
     # The child's exit would wait on the engine's own processes: end its whole group, if anything is left of it.
     with contextlib.suppress(ProcessLookupError):
         os.killpg(child.pid, signal.SIGKILL)
@@ -155,10 +173,18 @@ def main() -> None:
     }
     result = {"prompts": args.prompts}
     for name, side in sides.items():
-        over_raw = side["tok_s"] / sides["raw"]["tok_s"]
-        result[name] = {"tokens": side["tokens"], "tok_s": round(side["tok_s"], 1), "over_raw": round(over_raw, 3)}
-    result["distill_over_ray_data_llm"] = round(sides["distill"]["tok_s"] / sides["ray_data_llm"]["tok_s"], 3)
+        result[name] = side if "error" in side else {
+            "tokens": side["tokens"], "tok_s": round(side["tok_s"], 1), "over_raw": _ratio(side, sides["raw"]),
+        }
+    result["distill_over_ray_data_llm"] = _ratio(sides["distill"], sides["ray_data_llm"])
     print(json.dumps(result, indent=2))
+
+
+def _ratio(side: dict, baseline: dict) -> float | None:
+    """None when either side could not run."""
+    if "error" in side or "error" in baseline:
+        return None
+    return round(side["tok_s"] / baseline["tok_s"], 3)
 
 
 if __name__ == "__main__":

@@ -10,8 +10,8 @@ a busy client loop neither slows it down nor delays handing a freed slot to a re
 freed slot goes to the next waiting request at the moment it freed, even when the event loop notices late; a slow
 loop shows up as empty slots (requests that were not sent in time), never as a slower engine that hides it.
 
-It writes what the benchmark needs to `stats_path`: when it became ready, its first request, its last finish, and
-the slot-seconds used.
+It writes what the benchmark needs to `stats_path`: when it became ready, its first request, its last finish, the
+slot-seconds used, and how many requests it held on average (waiting or running).
 
 Settings come from the teacher's `engine.engine_kwargs`: step_s, max_num_seqs, pass_rate, min_tokens, max_tokens,
 stats_path.
