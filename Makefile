@@ -7,13 +7,23 @@ STAMP  := $(VENV)/.installed
 GPU    := $(shell command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L >/dev/null 2>&1 && echo 1)
 PYTEST_ARGS ?=
 
-.PHONY: demo test setup model clean-demo
+.PHONY: demo test setup model browser clean-demo
 
+# Distil, filter, then compare: the report's path is the last line printed.
 demo: model
 	$(PY) -m jobs.distill --config configs/demo.yaml
+	$(PY) -m jobs.filter --run out/demo --config configs/demo_filter.yaml
+	$(PY) -m jobs.analyze --runs out/demo --output out/demo/report
+	@echo "report: out/demo/report/report.html"
 
-test: model
+test: model browser
 	$(PY) -m pytest $(PYTEST_ARGS)
+
+# The report's test renders it in headless Chromium (Debian's package); without it that one test is skipped.
+browser:
+	@command -v chromium >/dev/null || { apt-get install -y -qq chromium >/dev/null 2>&1 || \
+		{ apt-get update -qq && apt-get install -y -qq chromium >/dev/null; } || \
+		echo "chromium could not be installed: the report screenshot test will be skipped"; }
 
 setup: $(STAMP)
 

@@ -43,6 +43,7 @@ from pipeline.config import ConfigError, DistillConfig, TeacherConfig
 from pipeline.engine import REQUEST_FAILURES
 from pipeline.loaders import parse_json_line, parsed_row
 from pipeline.plots import response_length_figure
+from pipeline.report import read_teacher, teacher_yield
 from pipeline.resources import INGEST_CPUS_PER_TASK, plan_resources, stage_resources
 from pipeline.schema import ATTEMPT_SCHEMA, QUERY_SCHEMA, REJECT_SCHEMA, SAMPLE_SCHEMA, Reject
 from pipeline.storage import ShardWriter, Store, new_run_tag
@@ -297,25 +298,16 @@ def _teacher_report(
     store: Store, name: str, total: int, tokens: int, wall_s: float, generation_s: float
 ) -> TeacherReport:
     """Counts come from what is committed, so a resumed run reports the whole dataset, not just its own share."""
-    base = f"teachers/{name}"
-    accepted = store.read_table(f"{base}/accepted", columns=["attempts"])
-    rejects = store.read_table(f"{base}/rejects", columns=["reason", "attempts"])
-    logged = store.read_table(f"{base}/attempts", columns=["completion_tokens"])
-    attempts = []
-    if accepted is not None:
-        attempts += accepted.column("attempts").to_pylist()
-    reasons: Counter[str] = Counter()
-    if rejects is not None:
-        reasons.update(rejects.column("reason").to_pylist())
-        attempts += rejects.column("attempts").to_pylist()
+    tables = read_teacher(store, name)
+    counts = teacher_yield(total, tables.accepted, tables.rejects, tables.attempts)
     return TeacherReport(
         name=name,
         queries=total,
-        accepted=0 if accepted is None else accepted.num_rows,
-        rejected=dict(reasons),
-        mean_attempts=sum(attempts) / len(attempts) if attempts else 0.0,
+        accepted=counts.accepted,
+        rejected=counts.rejected,
+        mean_attempts=counts.mean_attempts,
         generated_tokens=tokens,
-        total_generated_tokens=0 if logged is None else sum(logged.column("completion_tokens").to_pylist()),
+        total_generated_tokens=counts.generated_tokens,
         wall_s=wall_s,
         generation_s=generation_s,
     )

@@ -35,7 +35,7 @@ from pipeline.train_plan import Source, trainable
 
 
 @cache
-def _tokenizer(model: str, storage_options_json: str) -> Any:
+def cached_tokenizer(model: str, storage_options_json: str) -> Any:
     """One tokenizer per worker process, model and storage options (as JSON, to be hashable): Ray reuses task
     processes, so it loads once per process. Of a remote model only the tokenizer files are downloaded."""
     from transformers import AutoTokenizer
@@ -51,7 +51,7 @@ def tokenize_batch(batch: pa.Table, model: str, storage_options: dict[str, Any] 
     ids, masks, errors = [], [], []
     for messages in batch.column("messages").to_pylist():
         try:
-            input_ids, mask = tokenize_conversation(_tokenizer(model, options_json), messages)
+            input_ids, mask = tokenize_conversation(cached_tokenizer(model, options_json), messages)
             error = None
         except Exception as err:  # noqa: BLE001 - any template or data error of one row; the row carries it
             input_ids, mask, error = [], [], f"{type(err).__name__}: {err}"[:500]

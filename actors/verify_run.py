@@ -18,11 +18,11 @@ import ray
 from tqdm import tqdm
 
 from actors.cluster import connect_ray
-from actors.inputs import read_raw_rows
+from actors.inputs import attempts_log_run, read_attempts_log, read_raw_rows
 from actors.verifier_pool import VerifierPool
 from actors.verify_stage import VerifyStage
 from pipeline.checks import check_inputs, check_output_file
-from pipeline.config import VerifyJobConfig
+from pipeline.config import ConfigError, VerifyJobConfig
 from pipeline.resources import plan_resources
 from pipeline.storage import atomic_output
 from pipeline.verifiers.audit import output_record
@@ -37,6 +37,8 @@ def run_verify(inputs: list[str], output: str, config: VerifyJobConfig, progress
     # Bad paths cost nothing: they are refused before Ray starts, not after every row is scored.
     check_inputs(inputs, config.storage_options)
     check_output_file(output, config.storage_options)
+    logs = {path: attempts_log_run(path, config.storage_options) for path in inputs}
+    response_format = _response_format(config, logs)
     plan = plan_resources(config)
     connect_ray(config.ray, plan.local_cluster_cpus)
     print(f"[distillery] {plan.describe()}", flush=True)
@@ -44,9 +46,12 @@ def run_verify(inputs: list[str], output: str, config: VerifyJobConfig, progress
     ctx.execution_options.preserve_order = True  # output rows line up with input rows
     verifiers = VerifierPool.start(config.verifiers, config.judge)
     try:
-        dataset = read_raw_rows(inputs, config.storage_options).map_batches(
+        parts = [read_raw_rows([path], config.storage_options) if log is None else read_attempts_log(*log)
+                 for path, log in logs.items()]
+        dataset = parts[0].union(*parts[1:]) if len(parts) > 1 else parts[0]
+        dataset = dataset.map_batches(
             VerifyStage,
-            fn_constructor_kwargs={"verifiers": verifiers, "response_format": config.response_format},
+            fn_constructor_kwargs={"verifiers": verifiers, "response_format": response_format},
             batch_size=BATCH_ROWS,
             # Ray Data restarts the stage's actor and retries its batches by itself.
             compute=ray.data.ActorPoolStrategy(
@@ -58,6 +63,26 @@ def run_verify(inputs: list[str], output: str, config: VerifyJobConfig, progress
     finally:
         verifiers.shutdown()
     return {"rows": sum(outcomes.values()), "outcomes": dict(outcomes), "output": output}
+
+
+def _response_format(config: VerifyJobConfig, logs: dict[str, tuple | None]) -> str:
+    """Candidates in an attempts log are in their teacher's format, which the run's config records; other inputs are
+    in the config's. One job reads one format."""
+    formats = set()
+    for run, teacher in filter(None, logs.values()):
+        teachers = json.loads(run.read_text("config.json"))["config"]["teachers"]
+        formats |= {t.get("response_format", "think_answer") for t in teachers if t["name"] == teacher}
+    if not formats:
+        return config.response_format
+    if None in logs.values() or "response_format" in config.model_fields_set:
+        formats.add(config.response_format)
+    if len(formats) > 1:
+        raise ConfigError(
+            f"input: one job reads one response format, and these inputs (attempts logs, with their teachers' "
+            f"formats, beside other inputs or the config's `response_format`) hold {sorted(formats)}: verify them in "
+            "separate runs"
+        )
+    return formats.pop()
 
 
 def _write(dataset: ray.data.Dataset, output: str, config: VerifyJobConfig, progress: bool) -> Counter[str]:

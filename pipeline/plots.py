@@ -33,14 +33,18 @@ def _png(figure: Any) -> bytes:
     return buffer.getvalue()
 
 
-def response_length_figure(samples: pa.Table) -> bytes:
-    """Distributions of response length (`completion_tokens`) of accepted samples: one panel per category, one
-    histogram per teacher, as the paper compares teachers' datasets. `samples` has columns teacher, category and
-    completion_tokens. Lengths span orders of magnitude, so the bins are logarithmic."""
+def response_length_figure(
+    samples: pa.Table, column: str = "completion_tokens", ylabel: str = "accepted samples",
+    marks: Sequence[float] = (),
+) -> bytes:
+    """Distributions of response length (`column`, by default `completion_tokens` of accepted samples): one panel per
+    category, one histogram per teacher, as the paper compares teachers' datasets. `samples` has columns teacher,
+    category and `column`. Lengths span orders of magnitude, so the bins are logarithmic; `marks` draws dashed
+    vertical lines (the paper's 1,024 and 10,240 tokens)."""
     teachers = sorted(set(samples.column("teacher").to_pylist()))
     categories = sorted(set(samples.column("category").to_pylist()))
     figure, axes = _figure(1, max(len(categories), 1), 4.5 * max(len(categories), 1), 3.6)
-    lengths = np.maximum(np.asarray(samples.column("completion_tokens").to_pylist(), dtype=float), 1)
+    lengths = np.maximum(np.asarray(samples.column(column).to_pylist(), dtype=float), 1)
     bins = np.geomspace(lengths.min(), lengths.max() * 1.01, 30) if len(lengths) else 10
     teacher_of = np.asarray(samples.column("teacher").to_pylist(), dtype=object)
     category_of = np.asarray(samples.column("category").to_pylist(), dtype=object)
@@ -53,6 +57,8 @@ def response_length_figure(samples: pa.Table) -> bytes:
             if len(chosen):
                 ax.hist(chosen, bins=bins, histtype="step", linewidth=1.5,
                         label=f"{teacher} (n={len(chosen)}, median {np.median(chosen):.0f})")
+        for mark in marks:
+            ax.axvline(mark, color="tab:gray", linestyle="--", linewidth=0.8)
         ax.set_xscale("log")
         ax.xaxis.set_major_formatter(plain)  # 200, not 2×10²
         if len(lengths) and lengths.max() < 10 * lengths.min():  # less than a decade: label the minor ticks too
@@ -60,10 +66,47 @@ def response_length_figure(samples: pa.Table) -> bytes:
             ax.tick_params(axis="x", which="minor", labelsize=7)
         ax.set_title(category)
         ax.set_xlabel("response tokens")
-        ax.set_ylabel("accepted samples")
+        ax.set_ylabel(ylabel)
         ax.legend(fontsize=8)
     if not categories:
-        axes[0][0].set_title("no accepted samples yet")
+        axes[0][0].set_title("no samples yet")
+    return _png(figure)
+
+
+def histograms_figure(panels: Sequence[tuple]) -> bytes:
+    """Side-by-side histograms, one outline per series: each panel is (title, xlabel, ylabel, {label: values}) and
+    optionally its bin edges (else 30 bins over the panel's range)."""
+    figure, axes = _figure(1, len(panels), 5.5 * len(panels), 3.8)
+    for ax, (title, xlabel, ylabel, series, *bins) in zip(axes[0], panels):
+        everything = [v for values in series.values() for v in values]
+        edges = bins[0] if bins else (np.linspace(min(everything), max(everything) + 1e-9, 31) if everything else 10)
+        for label, values in series.items():
+            if values:
+                ax.hist(values, bins=edges, histtype="step", linewidth=1.5, label=f"{label} (n={len(values)})")
+        ax.set_title(title if everything else f"{title}: nothing yet")
+        ax.set_xlabel(xlabel)
+        ax.set_ylabel(ylabel)
+        if everything:
+            ax.legend(fontsize=8)
+    return _png(figure)
+
+
+def threshold_figure(curves: dict[str, Sequence[tuple[float, float, bool]]]) -> bytes:
+    """Accepted share (%) against the verify threshold, one line per series of (threshold, share, exact) points;
+    a point that is only a lower bound (exact false) is drawn hollow."""
+    figure, axes = _figure(1, 1, 6.5, 4.0)
+    ax = axes[0][0]
+    for label, points in curves.items():
+        line, = ax.plot([p[0] for p in points], [p[1] for p in points], label=label)
+        for threshold, share, exact in points:
+            ax.plot([threshold], [share], marker="o", color=line.get_color(),
+                    markerfacecolor=line.get_color() if exact else "white")
+    ax.set_xlabel("verify threshold")
+    ax.set_ylabel("queries accepted (%)")
+    ax.set_ylim(0, 105)
+    ax.grid(alpha=0.3)
+    if curves:
+        ax.legend(fontsize=8)
     return _png(figure)
 
 

@@ -121,7 +121,7 @@ async def distill_query(
                         score=verdict.score, verifier=verdict.verifier, verify_details=json.dumps(verdict.details),
                         failure=failure, prompt_tokens=candidate.prompt_tokens,
                         completion_tokens=candidate.completion_tokens, finish_reason=candidate.finish_reason,
-                        config_hash=config_hash,
+                        config_hash=config_hash, text=candidate.text if teacher.log_text else None,
                     )
                 )
                 if passed and (winner is None or verdict.score > winner[1].score):

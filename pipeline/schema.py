@@ -257,6 +257,9 @@ class Attempt(BaseModel):
     completion_tokens: int
     finish_reason: str
     config_hash: str
+    # The candidate as generated, reasoning folded back as a leading `<think>…</think>` (see
+    # `response_format.with_reasoning`); None for a failed request, or when the teacher's `log_text` is off.
+    text: str | None = None
 
 
 ATTEMPT_SCHEMA = pa.schema(
@@ -274,6 +277,7 @@ ATTEMPT_SCHEMA = pa.schema(
         ("completion_tokens", pa.int64()),
         ("finish_reason", pa.string()),
         ("config_hash", pa.string()),
+        ("text", pa.string()),
     ]
 )
 

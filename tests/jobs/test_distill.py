@@ -8,6 +8,7 @@ import sys
 import pytest
 import yaml
 
+from pipeline.response_format import parse_response
 from pipeline.schema import ATTEMPT_SCHEMA, QUERY_SCHEMA, REJECT_SCHEMA, SAMPLE_SCHEMA
 from pipeline.storage import Store
 from tests.conftest import REPO
@@ -151,3 +152,34 @@ def test_a_second_run_regenerates_nothing_and_duplicates_nothing(first_run, run_
     assert again["teachers"][0]["accepted"] == summary["teachers"][0]["accepted"] == len(accepted)
     assert again["teachers"][0]["generated_tokens"] == 0
     assert store.read_table("teachers/smollm2/attempts").num_rows == attempts_before
+
+
+def test_the_attempts_log_keeps_every_candidate_text(first_run):
+    store, _, _ = first_run
+    attempts = store.read_table("teachers/smollm2/attempts").to_pylist()
+    assert all(a["text"] for a in attempts), "every candidate is kept, failed ones included"
+    for sample in store.read_table("teachers/smollm2/accepted").to_pylist():
+        passed = [parse_response(a["text"], "plain") for a in attempts if a["id"] == sample["id"] and not a["failure"]]
+        assert (sample["think"], sample["answer"]) in [(p.think, p.answer) for p in passed]
+
+
+def test_jobs_verify_scores_the_attempts_log_again(first_run, s3_server, tmp_path):
+    store, _, _ = first_run
+    attempts = store.read_table("teachers/smollm2/attempts").to_pylist()
+    config = tmp_path / "verify.yaml"
+    config.write_text(yaml.safe_dump({"storage_options": s3_server, "ray": {"dashboard": False}}))
+    output = tmp_path / "rescored.jsonl"
+    result = subprocess.run(
+        [sys.executable, "-m", "jobs.verify", "--input", store.url + "/teachers/smollm2/attempts",
+         "--output", str(output), "--config", str(config), "--no-progress"],
+        cwd=REPO, capture_output=True, text=True, timeout=900,
+    )
+    assert result.returncode == 0, result.stderr[-4000:]
+    rows = [json.loads(line) for line in output.read_text().splitlines()]
+    assert len(rows) == len(attempts)
+    logged = {(a["id"], a["attempt"], a["candidate"]): a for a in attempts}
+    for row in rows:
+        attempt = logged[(row["id"], row["attempt"]["attempt"], row["attempt"]["candidate"])]
+        assert row["response"] == attempt["text"] and row["category"] == "math"
+        if attempt["finish_reason"] == "stop":  # a cut-off candidate was never verified, only marked truncated
+            assert row["verify_score"] == attempt["score"], "the same verifier gives the same verdict"

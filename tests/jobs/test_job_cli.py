@@ -170,3 +170,17 @@ def test_reference_samples_refuses_what_it_cannot_read_or_write(folders, tmp_pat
 def test_reference_samples_of_a_gsm8k_file(folders):
     table = pq.read_table(folders / "accepted")
     assert table.num_rows == 8 and table.schema.equals(SAMPLE_SCHEMA)
+
+
+@pytest.mark.parametrize(
+    "run, problem",
+    [
+        pytest.param("{tmp}/missing", "no such folder", id="missing-run"),
+        pytest.param("{root}", "not a distill run folder (no config.json)", id="not-a-run"),
+    ],
+)
+def test_analyze_refuses_a_folder_that_is_not_a_run(folders, tmp_path, run, problem):
+    run = run.format(root=folders, tmp=tmp_path)
+    result = run_job("jobs.analyze", "--runs", run, "--output", str(tmp_path / "report"))
+    assert_refused(result, run, problem)
+    assert not (tmp_path / "report").exists()

@@ -3,7 +3,11 @@
 import pytest
 import yaml
 
-from pipeline.config import ConfigError, DistillConfig, PreprocessConfig, TrainConfig, load_config, parse_config
+from pipeline.config import (
+    ConfigError, DistillConfig, FilterConfig, PreprocessConfig, TrainConfig, load_config, parse_config,
+)
+from pipeline.loaders import parse_json_line
+from pipeline.schema import Query
 from tests.conftest import REPO
 
 MINIMAL = {"input": {"paths": ["q.jsonl"]}, "output": "out", "teachers": [{"name": "t", "model": "m"}]}
@@ -22,6 +26,8 @@ def with_change(path: str, value):
 # Every shipped config, with the job it configures; a new file must be added here to be tested.
 SHIPPED = {
     "demo.yaml": DistillConfig,
+    "demo_filter.yaml": FilterConfig,
+    "filter.yaml": FilterConfig,
     "paper_distill.yaml": DistillConfig,
     "preprocess.yaml": PreprocessConfig,
     "train_cpu.yaml": TrainConfig,
@@ -33,6 +39,19 @@ def test_shipped_configs_load():
     assert sorted(p.name for p in (REPO / "configs").glob("*.yaml")) == sorted(SHIPPED)
     for name, model in SHIPPED.items():
         load_config(model, REPO / "configs" / name)
+
+
+def test_demo_reads_its_own_measured_query_set():
+    """The demo needs nothing outside the repository, and its queries span the loop's three outcomes: each carries
+    the pass rate measured for the embedded model (see configs/demo_queries.md)."""
+    demo = load_config(DistillConfig, REPO / "configs" / "demo.yaml")
+    assert demo.input.paths == ["configs/demo_queries.jsonl"]
+    rows = (REPO / "configs" / "demo_queries.jsonl").read_bytes().splitlines()
+    queries = [parse_json_line(row, "demo_queries") for row in rows]
+    assert all(isinstance(q, Query) for q in queries)
+    assert {q.metadata["difficulty"] for q in queries} == {"often", "sometimes", "never"}
+    assert len({q.category for q in queries}) >= 3
+    assert all(0.0 <= q.metadata["pass_rate"] <= 1.0 and q.metadata["source_file"] for q in queries)
 
 
 @pytest.mark.parametrize(

@@ -5,7 +5,7 @@ import io
 import pyarrow as pa
 import pytest
 
-from pipeline.plots import response_length_figure, training_figure
+from pipeline.plots import histograms_figure, response_length_figure, threshold_figure, training_figure
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -30,6 +30,27 @@ def test_response_lengths_get_one_panel_per_category():
     two = response_length_figure(samples(rows))
     assert one.startswith(PNG_MAGIC) and two.startswith(PNG_MAGIC)
     assert image_size(two)[0] == pytest.approx(2 * image_size(one)[0], rel=0.01)
+
+
+def test_lengths_of_another_column_with_the_papers_marks():
+    table = samples([("a", "math", 120), ("b", "math", 20000)])
+    table = table.rename_columns(["teacher", "category", "response_tokens"])
+    figure = response_length_figure(table, column="response_tokens", ylabel="kept samples", marks=(1024, 10240))
+    assert figure.startswith(PNG_MAGIC)
+
+
+def test_histograms_get_one_panel_each_even_when_empty():
+    one = histograms_figure([("perplexity", "perplexity", "responses", {"a": [2.1, 2.5], "b": [3.0]})])
+    two = histograms_figure([("scores", "score", "candidates", {"a": [0.1, 1.0]}, [0, 0.5, 1]),
+                             ("pass rate", "share", "queries", {"a": []})])
+    assert one.startswith(PNG_MAGIC) and two.startswith(PNG_MAGIC)
+    assert image_size(two)[0] == pytest.approx(2 * image_size(one)[0], rel=0.01)
+
+
+def test_threshold_curves_mark_lower_bounds():
+    curves = {"a": [(0.7, 90.0, True), (0.9, 80.0, True), (1.0, 30.0, False)], "b": []}
+    assert threshold_figure(curves).startswith(PNG_MAGIC)
+    assert threshold_figure({}).startswith(PNG_MAGIC)
 
 
 def test_no_accepted_samples_still_give_a_figure():
