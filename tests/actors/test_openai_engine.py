@@ -41,7 +41,7 @@ def endpoint(tmp_path_factory):
         start_new_session=True,
     )
     base_url = f"http://127.0.0.1:{port}/v1"
-    deadline = time.monotonic() + 300
+    deadline = time.monotonic() + 600  # a loaded 2-core host has taken over 5 minutes to start it
     while True:
         try:
             urllib.request.urlopen(f"{base_url}/models", timeout=2)
