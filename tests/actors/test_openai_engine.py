@@ -42,16 +42,18 @@ def endpoint(tmp_path_factory):
     )
     base_url = f"http://127.0.0.1:{port}/v1"
     deadline = time.monotonic() + 600  # a loaded 2-core host has taken over 5 minutes to start it
-    while True:
-        try:
-            urllib.request.urlopen(f"{base_url}/models", timeout=2)
-            break
-        except OSError:
-            assert server.poll() is None and time.monotonic() < deadline, open(log.name).read()[-3000:]
-            time.sleep(1)
-    yield base_url
-    os.killpg(server.pid, 9)
-    server.wait()
+    try:  # a server that never came up is ended too, not left running for the rest of the session
+        while True:
+            try:
+                urllib.request.urlopen(f"{base_url}/models", timeout=2)
+                break
+            except OSError:
+                assert server.poll() is None and time.monotonic() < deadline, open(log.name).read()[-3000:]
+                time.sleep(1)
+        yield base_url
+    finally:
+        os.killpg(server.pid, 9)
+        server.wait()
 
 
 def teacher(base_url: str, **engine) -> TeacherConfig:
