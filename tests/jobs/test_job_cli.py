@@ -88,6 +88,8 @@ def test_verify_refuses_an_output_it_cannot_write_before_scoring(folders, output
         pytest.param(["{root}/missing.jsonl"], "{root}/missing.jsonl", "no such file or folder", id="missing-file"),
         pytest.param(["{root}/responses.jsonl", "{root}/empty"], "{root}/empty", "the folder holds no data files",
                      id="empty-folder"),
+        pytest.param(["{root}/run/teachers/typo/attempts"], "{root}/run/teachers/typo/attempts",
+                     "no such file or folder", id="mistyped-attempts-log"),
     ],
 )
 def test_verify_refuses_a_missing_input_and_keeps_the_earlier_output(folders, tmp_path, inputs, path, problem):
