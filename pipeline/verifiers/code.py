@@ -3,9 +3,10 @@
 Score = fraction of tests passed (at most `max_tests` of them, as the paper caps at 10); a test passes on what the
 program computes, never on how it exits. Python assert tests run one test statement per run, through the harness
 (`pipeline.verifiers.harness`): the assertions are rewritten to report their operands as plain values, and are
-judged again here, outside the sandbox. Stdin/stdout tests compare the output, after normalizing whitespace, and
-need a clean exit. C++ (stdin/stdout only): compiled once with g++ inside the sandbox, then the binary runs once per
-test, in a fresh sandbox each time.
+judged again here, outside the sandbox. Stdin/stdout tests compare the output, after normalizing whitespace (or,
+where the reference says `output_match: livecodebench`, line by line as LiveCodeBench does), and need a clean exit.
+C++ (stdin/stdout only): compiled once with g++ inside the sandbox, then the binary runs once per test, in a fresh
+sandbox each time.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import ast
 import base64
 import re
 import secrets
+from decimal import Decimal, InvalidOperation
 from pathlib import Path
 
 from pipeline.schema import AssertTests, CodeReference, Query, StdioTests
@@ -60,6 +62,32 @@ def same_output(actual: bytes, expected: str) -> bool:
     return actual.decode("utf-8", errors="replace").split() == expected.split()
 
 
+def same_output_lines(actual: bytes, expected: str) -> bool:
+    """LiveCodeBench's comparison (`grade_stdio`): the same number of lines, stripped, each equal, or both made of
+    the same decimal numbers ("0.50" matches "0.5", "1e3" matches "1000"; numbers are compared exactly, with no
+    float tolerance, so 50000000000000000 never matches 50000000000000001)."""
+    produced = actual.decode("utf-8", errors="replace").strip().split("\n")
+    wanted = expected.strip().split("\n")
+    return len(produced) == len(wanted) and all(_same_line(line, gold) for line, gold in zip(produced, wanted))
+
+
+def _same_line(line: str, gold: str) -> bool:
+    if line.strip() == gold.strip():
+        return True
+    numbers = _decimals(line)
+    return numbers is not None and numbers == _decimals(gold)
+
+
+def _decimals(line: str) -> list[Decimal] | None:
+    try:
+        return [Decimal(token) for token in line.split()]
+    except InvalidOperation:
+        return None
+
+
+_OUTPUT_MATCH = {"tokens": same_output, "livecodebench": same_output_lines}
+
+
 class CodeVerifier:
     name = "code-sandbox/1"
 
@@ -88,7 +116,9 @@ class CodeVerifier:
             outcomes = [self._assert(setup, program, instrument(s)) for s in tests.asserts[: self._max_tests]]
         else:
             assert isinstance(tests, StdioTests)
-            outcomes = [self._stdio(program, case.input, case.output) for case in tests.cases[: self._max_tests]]
+            match = _OUTPUT_MATCH[reference.output_match]
+            outcomes = [self._stdio(program, case.input, case.output, match)
+                        for case in tests.cases[: self._max_tests]]
         passed = sum(o["passed"] for o in outcomes)
         score = passed / len(outcomes)
         details = {"tests": outcomes, "passed": passed, "total": len(outcomes)}
@@ -101,9 +131,9 @@ class CodeVerifier:
         passed, reason = judge_report(run.report, token)
         return {**_outcome(run, passed), "reason": reason}
 
-    def _stdio(self, program: str, stdin: str, expected: str) -> dict:
+    def _stdio(self, program: str, stdin: str, expected: str, match=same_output) -> dict:
         run = self._sandbox.run(program, stdin.encode())
-        return _outcome(run, run.ok and same_output(run.stdout, expected))
+        return _outcome(run, run.ok and match(run.stdout, expected))
 
     def close(self) -> None:
         self._sandbox.close()
@@ -197,7 +227,7 @@ def judge_report(report: bytes, token: str) -> tuple[bool, str | None]:
 
 
 def unusable_tests(reference: CodeReference) -> str | None:
-    """Why the reference's assert tests cannot be run through the harness (they do not parse), else None."""
+    """Why the reference's tests cannot be run: assert tests that do not parse."""
     if not isinstance(reference.tests, AssertTests):
         return None
     for source in [reference.tests.setup, *reference.tests.asserts]:
