@@ -21,8 +21,8 @@ test: model browser
 
 # The report's test renders it in headless Chromium (Debian's package); without it that one test is skipped.
 browser:
-	@command -v chromium >/dev/null || { apt-get install -y -qq chromium >/dev/null 2>&1 || \
-		{ apt-get update -qq && apt-get install -y -qq chromium >/dev/null; } || \
+	@command -v chromium >/dev/null || { apt-get install -y -qq --no-install-recommends chromium >/dev/null 2>&1 || \
+		{ apt-get update -qq && apt-get install -y -qq --no-install-recommends chromium >/dev/null; } || \
 		echo "chromium could not be installed: the report screenshot test will be skipped"; }
 
 setup: $(STAMP)

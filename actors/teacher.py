@@ -6,6 +6,7 @@ concurrently, so the engine's continuous batching always has work.
 A fault costs one row, never the run: a failed request, a verifier that raises, even a bug in this code on one row
 end as that row's attempt or reject with a reason. Only an engine that is gone (`EngineBroken`) takes the actor down,
 on purpose: the process exits, Ray starts a new actor with a new engine and retries the batches that were in flight.
+`EngineStage` holds that engine and fault handling for every stage that owns an engine (evaluation too).
 """
 
 from __future__ import annotations
@@ -23,25 +24,29 @@ import numpy as np
 from actors.engines import build_engine
 from actors.metrics import DistillMetrics
 from actors.verifier_pool import VerifierPool
-from pipeline.config import TeacherConfig
+from pipeline.config import EvalModel, TeacherConfig
 from pipeline.engine import ENGINE_ERROR, Candidate, Engine, EngineBroken, RequestFailed
 from pipeline.regenerate import VERIFIER_ERROR, Outcome, distill_query
 from pipeline.schema import Query, Reject
 from pipeline.verifiers.base import Verdict
 
 
-class TeacherStage:
+class EngineStage:
+    """What every stage owning one engine shares (the distill stage here, the evaluation stage in
+    actors/eval_stage.py): the engine built from a served model, requests whose faults become `RequestFailed` except
+    a dead engine, which ends the actor, and verification through the pool that never raises."""
+
+    role = "model"  # names the served model in the message of an actor that restarts
+
     def __init__(
-        self, teacher: dict[str, Any], verifiers: VerifierPool, config_hash: str, engine_class: str | None = None,
+        self, served: TeacherConfig | EvalModel, verifiers: VerifierPool, engine_class: str | None = None,
         storage_options: dict[str, Any] | None = None,
     ):
-        self._teacher = TeacherConfig.model_validate(teacher)
+        self._served = served
         self._verifiers = verifiers
-        self._config_hash = config_hash
-        self._engine: Engine = build_engine(self._teacher, engine_class, storage_options)
+        self._engine: Engine = build_engine(served, engine_class, storage_options)
         # Wall-clock time the engine could take requests: throughput is measured from here, not from cluster start.
         self._ready_at = time.time()
-        self._metrics = DistillMetrics(self._teacher.name)
 
     async def _generate(self, messages, sampling) -> list[Candidate]:
         try:
@@ -50,7 +55,7 @@ class TeacherStage:
             raise
         except EngineBroken as err:
             # Every row on this engine would now fail: better a new actor than a corpus of rejects.
-            print(f"[distillery] teacher {self._teacher.name}: {err}; restarting the actor", file=sys.stderr)
+            print(f"[distillery] {self.role} {self._served.name}: {err}; restarting the actor", file=sys.stderr)
             sys.stderr.flush()
             os._exit(1)
         except Exception as err:  # noqa: BLE001 - an engine bug on one request fails that request only
@@ -58,12 +63,29 @@ class TeacherStage:
 
     async def _verify(self, query: Query, response: str) -> Verdict:
         try:
-            return await self._verifiers.verify(query, response, self._teacher.response_format)
+            return await self._verifiers.verify(query, response, self._served.response_format)
         except Exception as err:  # noqa: BLE001 - a verifier that raises scores nothing, and the run goes on
             return Verdict(0.0, "error", {"error": f"{type(err).__name__}: {err}"[-500:]}, failure=VERIFIER_ERROR)
 
+    def __del__(self):
+        engine = getattr(self, "_engine", None)
+        if engine is not None:
+            engine.shutdown()
+
+
+class TeacherStage(EngineStage):
+    role = "teacher"
+
+    def __init__(
+        self, teacher: dict[str, Any], verifiers: VerifierPool, config_hash: str, engine_class: str | None = None,
+        storage_options: dict[str, Any] | None = None,
+    ):
+        super().__init__(TeacherConfig.model_validate(teacher), verifiers, engine_class, storage_options)
+        self._config_hash = config_hash
+        self._metrics = DistillMetrics(self._served.name)
+
     async def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, list]:
-        queries = [Query.from_row(_plain(dict(zip(batch, values)))) for values in zip(*batch.values())]
+        queries = [Query.from_row(plain_row(dict(zip(batch, values)))) for values in zip(*batch.values())]
         self._metrics.started(len(queries))
         outcomes = await asyncio.gather(*(self._distill(q) for q in queries))
         for outcome in outcomes:
@@ -75,26 +97,21 @@ class TeacherStage:
         if routing.route is None:
             # Generating what nothing can verify would only burn engine time.
             reject = Reject(
-                id=query.id, origin=query.source or "", stage="distill", teacher=self._teacher.name,
+                id=query.id, origin=query.source or "", stage="distill", teacher=self._served.name,
                 reason=routing.reason, detail=routing.detail, config_hash=self._config_hash,
             )
             return Outcome(None, reject, [])
         try:
-            return await distill_query(query, self._teacher, self._generate, self._verify, self._config_hash)
+            return await distill_query(query, self._served, self._generate, self._verify, self._config_hash)
         except Exception:  # noqa: BLE001 - a bug met by one row rejects that row, with the trace to find it by
             reject = Reject(
-                id=query.id, origin=query.source or "", stage="distill", teacher=self._teacher.name,
+                id=query.id, origin=query.source or "", stage="distill", teacher=self._served.name,
                 reason="internal_error", detail=traceback.format_exc()[-2000:], config_hash=self._config_hash,
             )
             return Outcome(None, reject, [])
 
-    def __del__(self):
-        engine = getattr(self, "_engine", None)
-        if engine is not None:
-            engine.shutdown()
 
-
-def _plain(row: dict[str, Any]) -> dict[str, Any]:
+def plain_row(row: dict[str, Any]) -> dict[str, Any]:
     """Arrow hands nested columns to Python as numpy arrays; the schema wants lists."""
     messages = row.get("messages")
     if isinstance(messages, np.ndarray):

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import posixpath
 from pathlib import Path
 from typing import Annotated, Any, Literal, TypeVar, Union
 
@@ -16,6 +17,7 @@ from pydantic import (
     BaseModel, ConfigDict, Discriminator, Field, Tag, ValidationError, field_validator, model_validator,
 )
 
+from pipeline.models import EMBEDDED_MODEL
 from pipeline.response_format import ReasoningSource, ResponseFormat
 from pipeline.schema import Category
 
@@ -651,3 +653,238 @@ class PreprocessConfig(_Strict):
         """Hash of what decides which queries are kept; where the run happens is left out."""
         payload = self.model_dump(mode="json", exclude={"ray", "storage_options"})
         return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:12]
+
+
+# ---- evaluation (`jobs.evaluate`) -----------------------------------------------------------------------------------
+
+# The paper's protocol (AM team, §3.2); DeepSeek-R1 and open-r1 use the same with max_tokens 32768.
+PAPER_SAMPLING = {"temperature": 0.6, "top_p": 0.95, "max_tokens": 49152, "seed": 0}
+# Context a vLLM engine keeps for the prompt beside `max_tokens` when `max_model_len` is left out.
+EVAL_PROMPT_TOKENS = 4096
+
+
+class EvalModel(ServedModel):
+    """A model under evaluation: a checkpoint on a vLLM actor pool (a local folder, a Hugging Face id, an s3:// URI, a
+    `jobs.train` output folder as it is, or `smollm2-135m-instruct`), or an OpenAI-compatible endpoint
+    (`engine: {kind: openai, base_url: ...}`). Each problem is one request for all its samples."""
+
+    name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$", description="names the model's folder and its rows")
+    system_prompt: str | None = Field(
+        None, description="null: the instructions of `response_format`; an empty string sends no system prompt"
+    )
+    response_format: ResponseFormat = Field(
+        "think_answer", description="how responses are parsed before scoring (pipeline/response_format.py)"
+    )
+    sampling: SamplingConfig = Field(
+        default_factory=lambda: SamplingConfig(**PAPER_SAMPLING),
+        description="the paper's protocol by default; keys left out keep it. `n` is each benchmark's `samples`",
+    )
+    request_attempts: int = Field(
+        4, ge=1, description="tries of a problem's request; a problem whose tries all failed is rejected with why"
+    )
+    faults: FaultPolicy = Field(default_factory=FaultPolicy, description="backoff between tries, circuit breaker")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _room_for_the_protocol(cls, data: Any) -> Any:
+        """A vLLM engine left without `max_model_len` gets room for `max_tokens` plus a prompt, not the teachers'
+        4096 that would cut every long answer short."""
+        if not isinstance(data, dict):
+            return data
+        engine = data.get("engine") or {}
+        if isinstance(engine, dict) and engine.get("kind", "vllm") == "vllm" and "max_model_len" not in engine:
+            sampling = data.get("sampling") or {}
+            max_tokens = sampling.get("max_tokens", PAPER_SAMPLING["max_tokens"]) if isinstance(sampling, dict) else 0
+            if isinstance(max_tokens, int):
+                data = {**data, "engine": {**engine, "max_model_len": max_tokens + EVAL_PROMPT_TOKENS}}
+        return data
+
+    @field_validator("sampling", mode="before")
+    @classmethod
+    def _paper_defaults(cls, value: Any) -> Any:
+        return {**PAPER_SAMPLING, **value} if isinstance(value, dict) else value
+
+    @field_validator("sampling")
+    @classmethod
+    def _samples_per_benchmark(cls, value: SamplingConfig) -> SamplingConfig:
+        if value.n != 1:
+            raise ValueError("n: samples per problem are set per benchmark (`benchmarks[].samples`)")
+        return value
+
+    @model_validator(mode="after")
+    def _context_holds_the_answer(self) -> "EvalModel":
+        engine = self.engine
+        if isinstance(engine, VLLMEngineConfig) and engine.max_model_len <= self.sampling.max_tokens:
+            raise ValueError(
+                f"engine.max_model_len ({engine.max_model_len}) leaves no room for a prompt beside sampling.max_tokens "
+                f"({self.sampling.max_tokens})"
+            )
+        return self
+
+
+class EvalBenchmark(_Strict):
+    """One benchmark of `pipeline.benchmarks.BENCHMARKS`, read from `path` (or its default)."""
+
+    name: str = Field(description="a key of pipeline.benchmarks.BENCHMARKS: aime24, aime25, math500, gsm8k, ...")
+    # Where the file is found does not change the problems: a moved file resumes the same evaluation.
+    path: str | None = Field(
+        None, json_schema_extra=SCALE,
+        description="JSONL or Parquet, local or s3://; required where the benchmark ships no default (LiveCodeBench, "
+        "GPQA-Diamond)",
+    )
+    samples: int | None = Field(None, ge=1, description="samples per problem; null: the benchmark's protocol")
+    limit: int | None = Field(
+        None, ge=1, json_schema_extra=SCALE,
+        description="the first N problems only; raising it later continues the same evaluation with the rest",
+    )
+    seed: int = Field(0, description="orders multiple-choice options (GPQA)")
+    release_version: str | None = Field(None, description="LiveCodeBench: e.g. release_v5")
+    date_from: str | None = Field(None, description="LiveCodeBench: first contest date kept, YYYY-MM-DD")
+    date_to: str | None = Field(None, description="LiveCodeBench: last contest date kept, YYYY-MM-DD")
+
+    @field_validator("date_from", "date_to", mode="before")
+    @classmethod
+    def _date_text(cls, value: Any) -> Any:
+        """YAML reads an unquoted 2024-10-01 as a date; it stays the text the user wrote."""
+        return value.isoformat() if hasattr(value, "isoformat") else value
+
+    @field_validator("name")
+    @classmethod
+    def _known_benchmark(cls, value: str) -> str:
+        from pipeline.benchmarks import BENCHMARKS
+
+        if value not in BENCHMARKS:
+            raise ValueError(f"unknown benchmark {value!r}; use one of {sorted(BENCHMARKS)}")
+        return value
+
+    @model_validator(mode="after")
+    def _path_where_required(self) -> "EvalBenchmark":
+        from pipeline.benchmarks import BENCHMARKS
+
+        if self.path is None and BENCHMARKS[self.name].path_required:
+            raise ValueError(f"path: {self.name} is read from a file you supply; give its path")
+        return self
+
+    def samples_per_problem(self) -> int:
+        from pipeline.benchmarks import BENCHMARKS
+
+        return self.samples or BENCHMARKS[self.name].samples_per_problem
+
+
+class EvaluateConfig(_Strict):
+    """`jobs.evaluate`: n samples per benchmark problem from each model, each scored by distillery's verifiers."""
+
+    models: list[EvalModel] = Field(min_length=1)
+    benchmarks: list[EvalBenchmark] = Field(min_length=1)
+    ks: list[int] = Field(
+        default_factory=lambda: [1, 4, 16, 64],
+        description="k of pass@k and cons@k; those above a benchmark's samples per problem are left out for it",
+    )
+    output: str = Field(description="folder for samples, results and report: a local path or s3://bucket/prefix")
+    storage_options: dict[str, Any] = Field(default_factory=dict, description="fsspec options, e.g. endpoint_url")
+    verifiers: VerifierConfig = Field(
+        default_factory=VerifierConfig, description="the code verifier's per-test wall limit comes from the benchmark"
+    )
+    ray: RayConfig = Field(default_factory=RayConfig)
+    shard_rows: int = Field(256, ge=1, description="samples per output Parquet file", json_schema_extra=SCALE)
+    flush_seconds: float = Field(
+        30.0, gt=0.0, description="longest time a finished problem waits to be written", json_schema_extra=SCALE
+    )
+
+    @field_validator("ks")
+    @classmethod
+    def _positive_ks(cls, value: list[int]) -> list[int]:
+        if not value or min(value) < 1:
+            raise ValueError(f"needs k >= 1, got {value}")
+        return sorted(set(value))
+
+    @model_validator(mode="after")
+    def _unique_names(self) -> "EvaluateConfig":
+        named = {"models": [m.name for m in self.models], "benchmarks": [b.name for b in self.benchmarks]}
+        for field, names in named.items():
+            if len(names) != len(set(names)):
+                raise ValueError(f"{field}: names must be unique, got {names}")
+        return self
+
+    def config_hash(self) -> str:
+        """Hash of what determines the samples. Where the run happens, its scale and `ks` (metrics only, computed
+        again at every run) are left out, so a resumed run may change them."""
+        payload = data_settings(self)
+        for key in ("ray", "storage_options", "output", "ks"):
+            payload.pop(key)
+        return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:12]
+
+
+# ---- serving (`jobs.serve`) -----------------------------------------------------------------------------------------
+# A served model is a `ServedModel` on a local vLLM engine, so a teacher's or judge's block can be copied over. Replica
+# count is autoscaled: the fixed pool's settings are refused with a message pointing at `autoscaling`, whose field
+# names are Ray Serve's own.
+
+# Engine settings of a fixed actor pool that mean nothing behind an autoscaled endpoint.
+_POOL_SETTINGS = ("replicas", "batch_size", "batches_in_flight")
+
+
+class AutoscalingConfig(_Strict):
+    """Ray Serve's autoscaling of the model's replicas: a replica is added while the mean number of requests in flight
+    per replica stays above `target_ongoing_requests` for `upscale_delay_s`, and removed while it stays below for
+    `downscale_delay_s`."""
+
+    min_replicas: int = Field(1, ge=0, description="0 lets the deployment scale to zero when idle")
+    max_replicas: int = Field(1, ge=1)
+    initial_replicas: int | None = Field(None, ge=0, description="replicas at deploy time; None is min_replicas")
+    target_ongoing_requests: float = Field(16.0, gt=0.0, description="requests in flight per replica to aim for")
+    upscale_delay_s: float = Field(30.0, ge=0.0)
+    downscale_delay_s: float = Field(600.0, ge=0.0)
+    metrics_interval_s: float = Field(10.0, gt=0.0, description="how often replicas report their load")
+    look_back_period_s: float = Field(30.0, gt=0.0, description="window the load is averaged over")
+
+    @model_validator(mode="after")
+    def _ordered(self) -> "AutoscalingConfig":
+        if self.min_replicas > self.max_replicas:
+            raise ValueError(f"min_replicas ({self.min_replicas}) exceeds max_replicas ({self.max_replicas})")
+        if self.initial_replicas is not None and not self.min_replicas <= self.initial_replicas <= self.max_replicas:
+            raise ValueError(f"initial_replicas ({self.initial_replicas}) is outside [min_replicas, max_replicas]")
+        return self
+
+
+class HTTPConfig(_Strict):
+    host: str = Field("127.0.0.1", description="0.0.0.0 to accept requests from other hosts")
+    port: int = Field(8000, ge=1, le=65535)
+
+
+class ServeConfig(ServedModel):
+    """`python -m jobs.serve --config FILE`."""
+
+    engine: VLLMEngineConfig = Field(default_factory=VLLMEngineConfig)
+    served_model_name: str | None = Field(
+        None, description="the `model` clients send; None is the model's folder name, or the embedded model's name"
+    )
+    app_name: str = Field("distillery", pattern=r"^[A-Za-z0-9_.-]+$", description="the Serve application's name")
+    route_prefix: str = Field("/", pattern=r"^/", description="the OpenAI routes live under ROUTE_PREFIX/v1")
+    autoscaling: AutoscalingConfig = Field(default_factory=AutoscalingConfig)
+    max_ongoing_requests: int = Field(
+        64, ge=1, description="requests one replica accepts at once; more wait in Serve's queue"
+    )
+    http: HTTPConfig = Field(default_factory=HTTPConfig)
+    storage_options: dict[str, Any] = Field(default_factory=dict, description="fsspec options for an s3:// model")
+    ray: RayConfig = Field(default_factory=RayConfig)
+
+    @field_validator("engine")
+    @classmethod
+    def _no_pool_settings(cls, engine: VLLMEngineConfig) -> VLLMEngineConfig:
+        fixed = [name for name in _POOL_SETTINGS if name in engine.model_fields_set]
+        if fixed:
+            raise ValueError(
+                f"{fixed[0]} sizes a fixed actor pool; a served model scales with autoscaling.min_replicas and "
+                "autoscaling.max_replicas"
+            )
+        return engine
+
+    @property
+    def model_name(self) -> str:
+        """The name the endpoint answers to in `/v1/models` and expects in requests."""
+        if self.served_model_name:
+            return self.served_model_name
+        if self.model == EMBEDDED_MODEL:
+            return EMBEDDED_MODEL
+        return posixpath.basename(self.model.rstrip("/")) or self.model

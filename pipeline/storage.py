@@ -72,6 +72,8 @@ class Store:
 
     def shards(self, relpath: str) -> list[str]:
         folder = self.path(relpath)
+        # s3fs keeps listings; another process (a resumed run, a second job) may have committed shards since.
+        self.fs.invalidate_cache(folder)
         if not self.fs.exists(folder):
             return []
         return sorted(p for p in self.fs.ls(folder, detail=False) if p.endswith(".parquet"))

@@ -1,0 +1,206 @@
+"""`python -m jobs.evaluate` as a user runs it: a real local Ray cluster, the embedded SmolLM2 on vLLM, Math-Verify,
+Parquet on a real S3-compatible server (moto). One evaluation is made in two runs, the first with smaller limits
+and the second with the full ones, so that it is both a resumed evaluation and the one all assertions read (two
+engine starts in all). Bad configs and benchmark paths are refused before Ray starts."""
+
+import json
+import subprocess
+import sys
+from collections import Counter
+
+import pyarrow.compute as pc
+import pytest
+import yaml
+
+from pipeline.eval_metrics import benchmark_metrics, pass_at_k
+from pipeline.schema import EVAL_SAMPLE_SCHEMA
+from pipeline.storage import Store
+from tests.conftest import REPO, shared_file
+
+OUTPUT = "s3://distillery-test/evaluate-run"
+SAMPLES = 2
+LIMITS = {"gsm8k": 3, "math500": 2}
+FIRST_LIMITS = {"gsm8k": 1, "math500": 1}
+
+
+def write_config(path, s3_server, limits: dict[str, int], **changes) -> None:
+    config = {
+        "output": OUTPUT,
+        "storage_options": s3_server,
+        "models": [{
+            "name": "smollm2",
+            "model": "smollm2-135m-instruct",
+            "response_format": "answer_only",
+            "system_prompt": "",
+            "engine": {"max_model_len": 1024, "enforce_eager": True, "dtype": "float32", "batches_in_flight": 8},
+            "sampling": {"max_tokens": 160},
+        }],
+        "benchmarks": [
+            {"name": name, "path": str(shared_file(f"benchmarks/{file}")), "limit": limits[name], "samples": SAMPLES}
+            for name, file in (("gsm8k", "gsm8k_test.jsonl"), ("math500", "math500.jsonl"))
+        ],
+        "ks": [1, 2, 4],
+        "verifiers": {"replicas": 1, "code": False},
+        "ray": {"dashboard": False},
+        "shard_rows": 2,
+        "flush_seconds": 1,
+        **changes,
+    }
+    path.write_text(yaml.safe_dump(config))
+
+
+def evaluate(config) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "jobs.evaluate", "--config", str(config), "--no-progress"],
+        cwd=REPO, capture_output=True, text=True, timeout=1500,
+    )
+
+
+@pytest.fixture(scope="module")
+def evaluation(tmp_path_factory, s3_server):
+    """The first run (1 + 1 problems), what it committed, then the second run over all 3 + 2 problems."""
+    root = tmp_path_factory.mktemp("evaluate")
+    config = root / "evaluate.yaml"
+    write_config(config, s3_server, FIRST_LIMITS)
+    first = evaluate(config)
+    assert first.returncode == 0, first.stderr[-4000:]
+    store = Store(OUTPUT, s3_server)
+    before = {name: store.read_table(f"models/smollm2/{name}/samples") for name in LIMITS}
+    first_results = json.loads(store.read_text("results.json"))
+    write_config(config, s3_server, LIMITS)
+    second = evaluate(config)
+    assert second.returncode == 0, second.stderr[-4000:]
+    return store, first_results, before, json.loads(store.read_text("results.json")), second.stdout
+
+
+@pytest.mark.slow
+def test_every_problem_gets_all_its_samples_scored_in_parquet(evaluation):
+    store, _, _, results, _ = evaluation
+    for name, limit in LIMITS.items():
+        samples = store.read_table(f"models/smollm2/{name}/samples")
+        assert samples.schema.equals(EVAL_SAMPLE_SCHEMA)
+        per_problem = Counter(samples.column("problem_id").to_pylist())
+        assert len(per_problem) == limit and set(per_problem.values()) == {SAMPLES}
+        for row in samples.to_pylist():
+            assert row["model"] == "smollm2" and row["benchmark"] == name and row["category"] == "math"
+            assert row["finish_reason"] in ("stop", "length") and row["completion_tokens"] > 0
+            assert row["correct"] == (row["score"] >= 1.0 and row["failure"] is None)
+            if row["finish_reason"] == "length":
+                assert row["failure"] == "truncated" and not row["correct"]
+            else:
+                assert row["verifier"].startswith("math-verify/"), row["verifier"]
+            assert row["config_hash"] == results["config_hash"]
+        assert sorted(samples.column("sample").to_pylist()) == sorted(list(range(SAMPLES)) * limit)
+        assert store.read_table(f"models/smollm2/{name}/rejects") is None, "every problem could be posed and asked"
+
+
+@pytest.mark.slow
+def test_results_are_a_recount_of_the_committed_samples(evaluation):
+    store, _, _, results, stdout = evaluation
+    for name, limit in LIMITS.items():
+        samples = store.read_table(f"models/smollm2/{name}/samples")
+        metrics = results["models"]["smollm2"][name]
+        assert metrics == benchmark_metrics(samples, [1, 2])
+        # pass@1 by hand: the mean over problems of each problem's share of correct samples
+        shares = [
+            pc.sum(samples.filter(pc.equal(samples.column("problem_id"), pid)).column("correct").cast("int64"))
+            .as_py() / SAMPLES for pid in set(samples.column("problem_id").to_pylist())
+        ]
+        assert metrics["pass@1"] == round(100 * sum(shares) / limit, 2)
+        correct = Counter(r["problem_id"] for r in samples.to_pylist() if r["correct"])
+        pass2 = sum(pass_at_k(SAMPLES, correct[p], 2) for p in set(samples.column("problem_id").to_pylist())) / limit
+        assert metrics["pass@2"] == round(100 * pass2, 2)
+        assert "pass@4" not in metrics and "cons@4" not in metrics, "a k above the samples per problem is left out"
+        assert results["coverage"]["smollm2"][name] == {
+            "problems": limit, "scored": limit, "rejected": {}, "rows_not_posed": {}
+        }
+    assert "pass@1" in stdout and "gsm8k" in stdout and "math500" in stdout
+
+
+@pytest.mark.slow
+def test_results_record_the_protocol(evaluation):
+    _, _, _, results, _ = evaluation
+    protocol = results["protocol"]
+    model = protocol["models"]["smollm2"]
+    assert model["sampling"] == {"temperature": 0.6, "top_p": 0.95, "max_tokens": 160, "seed": 0}
+    assert len(model["fingerprint"]["sha256"]) == 64 and model["fingerprint"]["weight_files"] >= 1
+    assert model["vllm_version"] and model["dtype"] == "float32" and model["tensor_parallel_size"] == 1
+    prompt = model["first_prompt"]["math500"]
+    assert [m["role"] for m in prompt] == ["user"], "an empty system prompt sends none"
+    assert prompt[0]["content"].endswith("output the final answer within \\boxed{}.")
+    assert protocol["benchmarks"]["gsm8k"]["samples_per_problem"] == SAMPLES
+    assert protocol["config_hash"] == results["config_hash"] and protocol["date"]
+
+
+@pytest.mark.slow
+def test_the_report_is_written(evaluation, s3_server):
+    store, _, _, results, _ = evaluation
+    assert results["report"].endswith("report/report.html")
+    html = store.read_text("report/report.html")
+    assert "smollm2" in html and "math500" in html
+    assert store.fs.cat(store.path("report/accuracy.png")).startswith(b"\x89PNG")
+
+
+@pytest.mark.slow
+def test_a_resumed_evaluation_never_generates_a_finished_problem_again(evaluation):
+    store, first_results, before, results, _ = evaluation
+    assert first_results["this_run"]["smollm2"]["problems"] == sum(FIRST_LIMITS.values())
+    # The second run generated only the problems the first had not finished...
+    assert results["this_run"]["smollm2"]["problems"] == sum(LIMITS.values()) - sum(FIRST_LIMITS.values())
+    assert results["this_run"]["smollm2"]["samples"] == SAMPLES * results["this_run"]["smollm2"]["problems"]
+    for name in LIMITS:
+        after = store.read_table(f"models/smollm2/{name}/samples")
+        kept = {r["problem_id"] for r in before[name].to_pylist()}
+        # ...and the first run's samples are still there, exactly as written, once each.
+        old_rows = sorted((r["problem_id"], r["sample"], r["response"]) for r in after.to_pylist()
+                          if r["problem_id"] in kept)
+        assert old_rows == sorted((r["problem_id"], r["sample"], r["response"]) for r in before[name].to_pylist())
+
+
+# ---- refused before Ray starts -------------------------------------------------------------------------------------
+
+
+def refused(tmp_path, s3_server, **changes) -> str:
+    config = tmp_path / "evaluate.yaml"
+    write_config(config, s3_server, FIRST_LIMITS, **changes)
+    result = evaluate(config)
+    assert result.returncode == 2, result.stdout[-2000:] + result.stderr[-3000:]
+    assert "Traceback" not in result.stderr and "local Ray cluster" not in result.stdout
+    return result.stderr
+
+
+@pytest.mark.parametrize(
+    "model_change, field",
+    [
+        pytest.param({"sampling": {"temperature": 3.0}}, "models.0.sampling.temperature", id="temperature"),
+        pytest.param({"sampling": {"n": 4}}, "models.0.sampling", id="n-is-per-benchmark"),
+        pytest.param({"engine": {"max_model_len": 128}}, "engine.max_model_len", id="no-room-for-max-tokens"),
+        pytest.param({"tempreature": 0.6}, "models.0.tempreature", id="typo"),
+    ],
+)
+def test_a_bad_model_field_is_named_before_ray_starts(tmp_path, s3_server, model_change, field):
+    config = tmp_path / "evaluate.yaml"
+    write_config(config, s3_server, FIRST_LIMITS)
+    raw = yaml.safe_load(config.read_text())
+    raw["models"][0].update(model_change)
+    config.write_text(yaml.safe_dump(raw))
+    result = evaluate(config)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert field in result.stderr, result.stderr
+
+
+def test_an_unknown_benchmark_is_named(tmp_path, s3_server):
+    stderr = refused(tmp_path, s3_server, benchmarks=[{"name": "aime2099", "path": "x.jsonl"}])
+    assert "benchmarks.0.name" in stderr and "aime2099" in stderr
+
+
+def test_a_missing_benchmark_file_is_named(tmp_path, s3_server):
+    missing = tmp_path / "no-such-gsm8k.jsonl"
+    stderr = refused(tmp_path, s3_server, benchmarks=[{"name": "gsm8k", "path": str(missing)}])
+    assert len(stderr.strip().splitlines()) == 1
+    assert "benchmarks.0.path" in stderr and str(missing) in stderr
+
+
+def test_a_benchmark_read_from_a_file_needs_its_path(tmp_path, s3_server):
+    stderr = refused(tmp_path, s3_server, benchmarks=[{"name": "livecodebench"}])
+    assert "benchmarks.0" in stderr and "path" in stderr
