@@ -24,7 +24,9 @@ class PerplexityScorer:
     def __init__(self, config: PerplexityFilterConfig, storage_options: dict[str, Any] | None = None):
         from vllm import LLM, SamplingParams
 
-        arguments = engine_arguments(ServedModel(model=config.model, engine=config.engine), storage_options)
+        arguments = engine_arguments(
+            ServedModel(model=config.model, engine=config.engine), storage_options, sampling=False
+        )
         self._llm = LLM(
             **arguments,
             enable_prefix_caching=False,

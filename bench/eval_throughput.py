@@ -15,12 +15,11 @@ share the machine. The issue's target is evaluate/raw >= 0.9.
 
 import argparse
 import json
-import os
 import tempfile
 import time
 from pathlib import Path
 
-from bench.distill_throughput import CPU_ENGINE_ENV, ENGINE, _ratio, in_child
+from bench.distill_throughput import ENGINE, _ratio, in_child
 from pipeline.config import EvaluateConfig, parse_config
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "benchmarks" / "gsm8k_test.jsonl"
@@ -45,19 +44,17 @@ def evaluate_config(problems: int, samples: int, max_tokens: int, dtype: str, nu
 
 def raw_vllm(config: dict) -> dict:
     """The same conversations and sampling as the evaluation sends, in one offline batch."""
-    os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", CPU_ENGINE_ENV["VLLM_CPU_KVCACHE_SPACE"])
     from vllm import LLM, SamplingParams
 
     from actors.evaluate_run import load_benchmarks
-    from pipeline.models import resolve_model
+    from actors.vllm_engine import engine_arguments
     from pipeline.regenerate import conversation_prefix
 
     parsed = parse_config(EvaluateConfig, config)
     model = parsed.models[0]
     queries = load_benchmarks(parsed)["gsm8k"].queries
     chats = [[m.model_dump() for m in conversation_prefix(model, q) + list(q.messages)] for q in queries]
-    llm = LLM(resolve_model(model.model), max_model_len=model.engine.max_model_len, enforce_eager=True,
-              dtype=model.engine.dtype)
+    llm = LLM(**engine_arguments(model))  # the evaluation's own engine arguments
     sampling = model.sampling
     params = SamplingParams(n=parsed.benchmarks[0].samples_per_problem(), temperature=sampling.temperature,
                             top_p=sampling.top_p, max_tokens=sampling.max_tokens, seed=sampling.seed)

@@ -47,7 +47,7 @@ def raw_vllm(rows: list[dict], config: PerplexityFilterConfig) -> dict:
     from pipeline.config import ServedModel
     from pipeline.perplexity import scoring_input
 
-    llm = LLM(**engine_arguments(ServedModel(model=config.model, engine=config.engine)),
+    llm = LLM(**engine_arguments(ServedModel(model=config.model, engine=config.engine), sampling=False),
               enable_prefix_caching=False, max_num_batched_tokens=config.max_batch_tokens)
     tokenizer = llm.get_tokenizer()
     prompts = [{"prompt_token_ids": scoring_input(row, tokenizer).token_ids} for row in rows]

@@ -3,9 +3,10 @@
     python -m jobs.serve --config FILE
     python -m jobs.serve --config FILE --print-deploy-config configs/serve_deploy.yaml
 
-FILE (see configs/serve.yaml): `model` (local path, Hugging Face id, s3:// URI, a `jobs.train` output, or
-`smollm2-135m-instruct`), `engine` (vLLM settings, as for a teacher), `autoscaling` (min_replicas, max_replicas,
-target_ongoing_requests, upscale/downscale delays: Ray Serve's names), `http` (host, port), `ray`.
+FILE (see configs/serve.yaml): `model` (local path, Hugging Face id, s3:// URI, the `model/` folder of a
+`jobs.train` output, or `smollm2-135m-instruct`), `engine` (vLLM settings, as for a teacher), `autoscaling`
+(min_replicas, max_replicas, target_ongoing_requests, upscale/downscale delays: Ray Serve's names), `http` (host,
+port), `ray`.
 
 The job joins the cluster it runs on (or starts a local one), deploys the model, prints the base URL
 (http://HOST:PORT/v1) and the model name, and serves until interrupted; Ctrl-C deletes the application and stops
@@ -27,7 +28,9 @@ from pipeline.config import ServeConfig
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m jobs.serve", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--config", required=True, help="YAML: model, engine, autoscaling, http, ray")
     parser.add_argument("--print-deploy-config", metavar="OUT", help="write the `serve deploy` YAML to OUT and exit")
     args = parser.parse_args(argv)
