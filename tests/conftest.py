@@ -33,6 +33,25 @@ def descendants_named(pid: int, fragment: str) -> list[int]:
     return found
 
 
+def assert_chromium_renders(page: Path, shot: Path, height: int) -> None:
+    """Headless Chromium (Debian's package) screenshots `page`: text on a light page, not a blank image. Skips where
+    chromium is not installed."""
+    import shutil
+    import subprocess
+
+    chromium = shutil.which("chromium")
+    if chromium is None:
+        pytest.skip("chromium is not installed (apt-get install -y chromium)")
+    subprocess.run([chromium, "--headless", "--no-sandbox", "--disable-gpu", f"--screenshot={shot}",
+                    f"--window-size=1280,{height}", f"file://{page}"], capture_output=True, timeout=120, check=True)
+    from PIL import Image
+
+    with Image.open(shot) as image:
+        assert image.size == (1280, height)
+        colours = image.convert("L").getextrema()
+    assert colours[0] < 64 and colours[1] > 192, "text on a light page, not a blank image"
+
+
 @pytest.fixture(scope="session")
 def s3_server():
     """A moto S3 server on 127.0.0.1, with a bucket `distillery-test`; yields fsspec storage options."""

@@ -5,8 +5,6 @@ text, and a clear refusal (exit 2, one line naming the path) otherwise. No Ray, 
 
 import html.parser
 import json
-import shutil
-import subprocess
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -16,6 +14,7 @@ from jobs.analyze import main
 from pipeline.response_format import format_response
 from pipeline.schema import ATTEMPT_SCHEMA, QUERY_SCHEMA, REJECT_SCHEMA, SAMPLE_SCHEMA
 from pipeline.storage import ShardWriter, Store
+from tests.conftest import assert_chromium_renders
 
 ACCEPT_THRESHOLD, MAX_ATTEMPTS = 0.9, 4
 TRUNCATED = "truncated"  # a candidate cut off at max_tokens: never passes, whatever it scored
@@ -210,19 +209,7 @@ def test_figures_are_files_and_embedded(report):
 
 
 def test_chromium_renders_the_page(report, tmp_path):
-    chromium = shutil.which("chromium")
-    if chromium is None:
-        pytest.skip("chromium is not installed (apt-get install -y chromium)")
-    shot = tmp_path / "report.png"
-    subprocess.run([chromium, "--headless", "--no-sandbox", "--disable-gpu", f"--screenshot={shot}",
-                    "--window-size=1280,4000", f"file://{report / 'report.html'}"],
-                   capture_output=True, timeout=120, check=True)
-    from PIL import Image
-
-    with Image.open(shot) as image:
-        assert image.size == (1280, 4000)
-        colours = image.convert("L").getextrema()
-    assert colours[0] < 64 and colours[1] > 192, "text on a light page, not a blank image"
+    assert_chromium_renders(report / "report.html", tmp_path / "report.png", 4000)
 
 
 def test_the_dataset_at_another_threshold_is_a_training_source(runs, tmp_path):

@@ -1,8 +1,6 @@
 """The evaluation report: one self-contained page whose numbers are the results' numbers, with the accuracy and
 adaptive-length figures embedded and written next to it."""
 
-import shutil
-import subprocess
 
 import pyarrow as pa
 import pytest
@@ -11,6 +9,7 @@ from pipeline.eval_metrics import benchmark_metrics
 from pipeline.eval_report import TOKEN_COLUMNS, benchmarks_of, length_figure, write_report
 from pipeline.schema import EVAL_SAMPLE_SCHEMA
 from pipeline.storage import Store
+from tests.conftest import assert_chromium_renders
 from tests.jobs.test_analyze import Tables, shown_as
 
 # model -> benchmark -> (correct per problem as a string of samples, completion tokens of every sample); an easy
@@ -145,16 +144,4 @@ def test_the_report_is_written_to_object_storage(evaluation, s3_server):
 
 
 def test_chromium_renders_the_page(report, tmp_path):
-    chromium = shutil.which("chromium")
-    if chromium is None:
-        pytest.skip("chromium is not installed (apt-get install -y chromium)")
-    shot = tmp_path / "report.png"
-    subprocess.run([chromium, "--headless", "--no-sandbox", "--disable-gpu", f"--screenshot={shot}",
-                    "--window-size=1280,3000", f"file://{report / 'report.html'}"],
-                   capture_output=True, timeout=120, check=True)
-    from PIL import Image
-
-    with Image.open(shot) as image:
-        assert image.size == (1280, 3000)
-        colours = image.convert("L").getextrema()
-    assert colours[0] < 64 and colours[1] > 192, "text on a light page, not a blank image"
+    assert_chromium_renders(report / "report.html", tmp_path / "report.png", 3000)
