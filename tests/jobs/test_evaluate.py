@@ -204,3 +204,49 @@ def test_a_missing_benchmark_file_is_named(tmp_path, s3_server):
 def test_a_benchmark_read_from_a_file_needs_its_path(tmp_path, s3_server):
     stderr = refused(tmp_path, s3_server, benchmarks=[{"name": "livecodebench"}])
     assert "benchmarks.0" in stderr and "path" in stderr
+
+
+@pytest.mark.slow
+def test_an_endpoint_that_refuses_every_request_stops_the_model_and_the_fixed_run_finishes(tmp_path):
+    """A bad key: the circuit breaker stops the model with one message and commits nothing, so the same command after
+    the fix evaluates every problem instead of finding them rejected."""
+    from tests.chat_server import ChatServer, completion, error
+
+    denied = {"all": True}
+
+    def respond(body):
+        if denied["all"]:
+            return error(401, "Incorrect API key provided")
+        return completion(body, [{"content": "The answer is \\boxed{0}."}] * body.get("n", 1))
+
+    server = ChatServer(respond)
+    try:
+        config = tmp_path / "evaluate.yaml"
+        config.write_text(yaml.safe_dump({
+            "output": str(tmp_path / "out"),
+            "models": [{
+                "name": "hosted", "model": "scripted", "response_format": "answer_only", "system_prompt": "",
+                "engine": {"kind": "openai", "base_url": server.base_url, "max_retries": 0},
+                "request_attempts": 2, "faults": {"backoff_s": 0.05, "breaker_window": 2},
+                "sampling": {"max_tokens": 64},
+            }],
+            "benchmarks": [{"name": "gsm8k", "path": str(shared_file("benchmarks/gsm8k_test.jsonl")), "limit": 4,
+                            "samples": 2}],
+            "verifiers": {"replicas": 1, "code": False},
+            "ray": {"dashboard": False},
+            "flush_seconds": 1,
+        }))
+        stopped = evaluate(config)
+        assert stopped.returncode == 1, stopped.stderr[-3000:]
+        assert "model hosted stopped" in stopped.stderr and "401" in stopped.stderr, stopped.stderr[-3000:]
+        store = Store(str(tmp_path / "out"))
+        assert store.read_table("models/hosted/gsm8k/samples") is None
+        assert store.read_table("models/hosted/gsm8k/rejects") is None, "no problem is rejected for the key's fault"
+
+        denied["all"] = False
+        fixed = evaluate(config)
+        assert fixed.returncode == 0, fixed.stderr[-3000:]
+        samples = store.read_table("models/hosted/gsm8k/samples")
+        assert samples.num_rows == 4 * 2 and set(samples.column("answer").to_pylist()) == {"0"}
+    finally:
+        server.close()
