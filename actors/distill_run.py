@@ -34,6 +34,7 @@ import ray
 from tqdm import tqdm
 
 from actors.cluster import connect_ray
+from actors.engine_pool import commit_stream, map_engine_stage
 from actors.inputs import read_raw_rows
 from actors.teacher import TeacherStage
 from actors.verifier_pool import VerifierPool
@@ -44,7 +45,7 @@ from pipeline.engine import REQUEST_FAILURES
 from pipeline.loaders import parse_json_line, parsed_row
 from pipeline.plots import response_length_figure
 from pipeline.report import read_teacher, teacher_yield
-from pipeline.resources import INGEST_CPUS_PER_TASK, plan_resources, stage_resources
+from pipeline.resources import INGEST_CPUS_PER_TASK, plan_resources
 from pipeline.schema import ATTEMPT_SCHEMA, QUERY_SCHEMA, REJECT_SCHEMA, SAMPLE_SCHEMA, Reject
 from pipeline.storage import ShardWriter, Store, new_run_tag
 
@@ -195,7 +196,7 @@ def distill_teacher(
     total = json.loads(store.read_text("queries/_SUCCESS"))["queries"]
     started = time.monotonic()
     tokens = 0
-    first_ready_at = last_result_at = None
+    generation_s = 0.0
     stopped = None
     pending = total - len(done)
     if pending > 0:
@@ -204,24 +205,12 @@ def distill_teacher(
         )
         if done:
             dataset = dataset.filter(lambda row, done=frozenset(done): row["id"] not in done)
-        engine = teacher.engine
-        num_cpus, num_gpus = stage_resources(engine)
-        # One block per batch: an actor works on the batches of different tasks at once, never those of one task.
-        dataset = dataset.repartition(target_num_rows_per_block=engine.batch_size)
-        dataset = dataset.map_batches(
-            TeacherStage,
-            fn_constructor_kwargs={
+        dataset = map_engine_stage(
+            dataset.repartition(target_num_rows_per_block=teacher.engine.batch_size), TeacherStage, teacher.engine,
+            {
                 "teacher": teacher.model_dump(mode="json"), "verifiers": verifiers, "config_hash": config_hash,
                 "engine_class": engine_class, "storage_options": config.storage_options,
             },
-            batch_size=engine.batch_size,
-            # Ray Data restarts a dead actor and retries its batches by itself (max_restarts and max_task_retries -1).
-            compute=ray.data.ActorPoolStrategy(
-                size=engine.replicas, max_tasks_in_flight_per_actor=engine.batches_in_flight,
-                max_concurrent_calls_per_actor=engine.batches_in_flight,
-            ),
-            num_cpus=num_cpus,
-            num_gpus=num_gpus,
         )
         tag = new_run_tag()
         attempts_log = ShardWriter(
@@ -234,11 +223,17 @@ def distill_teacher(
             for kind, folder, schema in [("sample", "accepted", SAMPLE_SCHEMA), ("reject", "rejects", REJECT_SCHEMA)]
         }
         counts: Counter[str] = Counter()
-        breaker: CircuitBreaker[tuple] = CircuitBreaker(
-            teacher.faults.breaker_window, teacher.faults.breaker_failure_rate, pending
-        )
 
-        def commit(sample: dict | None, reject: dict | None, attempt_rows: list[dict]) -> None:
+        def rows(batch: pa.Table):
+            nonlocal tokens
+            columns = (batch.column(name).to_pylist() for name in ("sample", "reject", "attempts"))
+            for sample, reject, attempts in zip(*columns):
+                row = (_json(sample), _json(reject), json.loads(attempts))
+                tokens += sum(a["completion_tokens"] for a in row[2])
+                yield row, row[1]["reason"] if row[1] and row[1]["reason"] in REQUEST_FAILURES else None
+
+        def commit(row: tuple[dict | None, dict | None, list[dict]]) -> None:
+            sample, reject, attempt_rows = row
             attempts_log.add(attempt_rows)
             if sample is not None:
                 writers["sample"].add([sample])
@@ -247,36 +242,21 @@ def distill_teacher(
                 writers["reject"].add([reject])
                 counts["exhausted" if reject["reason"] == "exhausted" else "other_rejects"] += 1
 
-        bar = tqdm(
-            total=pending, desc=f"distill[{teacher.name}]", unit="queries", position=position, disable=not progress
+        breaker: CircuitBreaker[tuple] = CircuitBreaker(
+            teacher.faults.breaker_window, teacher.faults.breaker_failure_rate, pending
         )
-        for batch in dataset.iter_batches(batch_size=None, batch_format="pyarrow"):
-            last_result_at = time.time()
-            ready_at = min(batch.column("engine_ready_at").to_pylist())
-            first_ready_at = ready_at if first_ready_at is None else min(first_ready_at, ready_at)
-            columns = (batch.column(name).to_pylist() for name in ("sample", "reject", "attempts"))
-            for sample, reject, attempts in zip(*columns):
-                row = (_json(sample), _json(reject), json.loads(attempts))
-                tokens += sum(a["completion_tokens"] for a in row[2])
-                failure = row[1]["reason"] if row[1] and row[1]["reason"] in REQUEST_FAILURES else None
-                for released in breaker.add(row, failure):
-                    commit(*released)
-                if breaker.tripped:
-                    stopped = stop_message(teacher.name, breaker, row[1])
-                    break
-            bar.update(batch.num_rows)
-            generating = max(last_result_at - first_ready_at, 1e-9)
-            bar.set_postfix(**counts, done_tok_s=f"{tokens / generating:.0f}")
-            if breaker.tripped:
-                print(f"\n[distillery] {stopped}", file=sys.stderr, flush=True)
-                break
-        bar.close()
-        if not breaker.tripped:
-            for released in breaker.drain():
-                commit(*released)
+        streamed = commit_stream(
+            dataset, rows, commit, breaker,
+            tqdm(total=pending, desc=f"distill[{teacher.name}]", unit="queries", position=position,
+                 disable=not progress),
+            lambda generating: {**counts, "done_tok_s": f"{tokens / generating:.0f}"},
+        )
+        generation_s = streamed.generation_s
+        if streamed.tripped_on is not None:
+            stopped = stop_message(teacher.name, breaker, streamed.tripped_on[1])
+            print(f"\n[distillery] {stopped}", file=sys.stderr, flush=True)
         for writer in [*writers.values(), attempts_log]:
             writer.flush()
-    generation_s = last_result_at - first_ready_at if last_result_at else 0.0
     report = _teacher_report(store, teacher.name, total, tokens, time.monotonic() - started, generation_s)
     report.stopped = stopped
     return report

@@ -26,7 +26,6 @@ import json
 import math
 import posixpath
 import sys
-import time
 from collections import Counter
 from typing import Any
 
@@ -36,6 +35,7 @@ import ray
 from tqdm import tqdm
 
 from actors.cluster import connect_ray
+from actors.engine_pool import commit_stream, map_engine_stage
 from actors.eval_stage import EvalStage, reject_row
 from actors.verifier_pool import VerifierPool
 from pipeline.benchmarks import Benchmark, load_benchmark
@@ -45,9 +45,9 @@ from pipeline.config import ConfigError, EvalBenchmark, EvalModel, EvaluateConfi
 from pipeline.engine import REQUEST_FAILURES
 from pipeline.eval_metrics import benchmark_metrics, models_table
 from pipeline.eval_report import write_report
-from pipeline.models import EMBEDDED_MODEL, resolve_model
+from pipeline.models import EMBEDDED_MODEL, resolve_model, trained_model_source
 from pipeline.regenerate import conversation_prefix
-from pipeline.resources import local_cluster_cpus, stage_resources
+from pipeline.resources import local_cluster_cpus, pool_range
 from pipeline.schema import EVAL_SAMPLE_SCHEMA, QUERY_SCHEMA, REJECT_SCHEMA
 from pipeline.storage import ShardWriter, Store, filesystem, new_run_tag
 
@@ -63,7 +63,7 @@ def run_evaluate(config: EvaluateConfig, progress: bool = True) -> dict[str, Any
     store = Store(config.output, config.storage_options)
     config_hash = config.config_hash()
     store.claim(config_hash, config.model_dump(mode="json"))
-    model_cpus = max(m.engine.num_cpus * m.engine.replicas for m in models)
+    model_cpus = max(m.engine.num_cpus * pool_range(m.engine)[1] for m in models)
     connect_ray(config.ray, local_cluster_cpus(model_cpus + verifier_config.num_cpus * verifier_config.replicas,
                                                config.ray))
     print(f"[distillery] evaluate: config {config_hash}; " + ", ".join(
@@ -100,13 +100,7 @@ def checkpoint_model(model: EvalModel, storage_options: dict[str, Any], role: st
     if model.engine.kind != "vllm":
         return model
     check_model(model.model, storage_options, role)
-    if model.model == EMBEDDED_MODEL or "://" not in model.model and not model.model.startswith(("/", ".", "~")):
-        return model  # the embedded model or a hub id
-    fs, path = filesystem(model.model, storage_options)
-    trained = posixpath.join(path.rstrip("/"), "model")
-    if fs.exists(posixpath.join(trained, "config.json")):
-        return model.model_copy(update={"model": model.model.rstrip("/") + "/model"})
-    return model
+    return model.model_copy(update={"model": trained_model_source(model.model, storage_options)})
 
 
 def load_benchmarks(config: EvaluateConfig) -> dict[str, Benchmark]:
@@ -181,22 +175,7 @@ def evaluate_model(
             model.faults.breaker_window, model.faults.breaker_failure_rate, len(pending)
         )
 
-        def commit(benchmark: str, samples: list[dict] | None, reject: dict | None) -> None:
-            if samples is not None:
-                samples_out[benchmark].add(samples)  # one call: the problem's n samples land in one shard
-                counts["correct"] += sum(s["correct"] for s in samples)
-            else:
-                rejects_out[benchmark].add([reject])
-                counts["rejected"] += 1
-
-        first_ready_at = last_result_at = None
-        bar = tqdm(total=len(pending), desc=f"evaluate[{model.name}]", unit="problems", disable=not progress)
-        for batch in problems_dataset(config, model, pending, verifiers, config_hash).iter_batches(
-            batch_size=None, batch_format="pyarrow"
-        ):
-            last_result_at = time.time()
-            ready_at = min(batch.column("engine_ready_at").to_pylist())
-            first_ready_at = ready_at if first_ready_at is None else min(first_ready_at, ready_at)
+        def rows(batch: pa.Table):
             run["engine_version"] = batch.column("engine_version")[0].as_py()
             columns = (batch.column(name).to_pylist() for name in ("benchmark", "samples", "reject"))
             for benchmark, samples, reject in zip(*columns):
@@ -207,27 +186,33 @@ def evaluate_model(
                     run["samples"] += len(samples)
                     run["completion_tokens"] += sum(s["completion_tokens"] for s in samples)
                 failure = reject["reason"] if reject and reject["reason"] in REQUEST_FAILURES else None
-                for released in breaker.add((benchmark, samples, reject), failure):
-                    commit(*released)
-                if breaker.tripped:
-                    run["stopped"] = (
-                        f"model {model.name} stopped: {breaker.describe()}; the last: {reject['detail'][:300]}. "
-                        "Those problems are not committed: fix the engine or endpoint and run the same command again."
-                    )
-                    break
-            bar.update(batch.num_rows)
-            run["generation_s"] = max(last_result_at - first_ready_at, 1e-9)
-            tok_s = run["completion_tokens"] / run["generation_s"]
-            bar.set_postfix(samples=run["samples"], **counts, tok_s=f"{tok_s:.0f}")
-            if breaker.tripped:
-                print(f"\n[distillery] {run['stopped']}", file=sys.stderr, flush=True)
-                break
-        bar.close()
-        if not breaker.tripped:
-            for released in breaker.drain():
-                commit(*released)
-        run["tok_s"] = round(run["completion_tokens"] / run["generation_s"], 1) if run["generation_s"] else 0.0
-        run["generation_s"] = round(run["generation_s"], 2)
+                yield (benchmark, samples, reject), failure
+
+        def commit(row: tuple[str, list[dict] | None, dict | None]) -> None:
+            benchmark, samples, reject = row
+            if samples is not None:
+                samples_out[benchmark].add(samples)  # one call: the problem's n samples land in one shard
+                counts["correct"] += sum(s["correct"] for s in samples)
+            else:
+                rejects_out[benchmark].add([reject])
+                counts["rejected"] += 1
+
+        streamed = commit_stream(
+            problems_dataset(config, model, pending, verifiers, config_hash), rows, commit, breaker,
+            tqdm(total=len(pending), desc=f"evaluate[{model.name}]", unit="problems", disable=not progress),
+            lambda generating: {
+                "samples": run["samples"], **counts, "tok_s": f"{run['completion_tokens'] / generating:.0f}"
+            },
+        )
+        if streamed.tripped_on is not None:
+            last = streamed.tripped_on[2]["detail"][:300]
+            run["stopped"] = (
+                f"model {model.name} stopped: {breaker.describe()}; the last: {last}. "
+                "Those problems are not committed: fix the engine or endpoint and run the same command again."
+            )
+            print(f"\n[distillery] {run['stopped']}", file=sys.stderr, flush=True)
+        run["generation_s"] = round(streamed.generation_s, 2)
+        run["tok_s"] = round(run["completion_tokens"] / streamed.generation_s, 1) if streamed.generation_s else 0.0
     for writer in [*samples_out.values(), *rejects_out.values()]:
         writer.flush()
     return run
@@ -236,27 +221,16 @@ def evaluate_model(
 def problems_dataset(
     config: EvaluateConfig, model: EvalModel, pending: list[dict], verifiers: VerifierPool, config_hash: str
 ) -> ray.data.Dataset:
-    engine = model.engine
-    size = engine.batch_size
+    size = model.engine.batch_size
     table = pa.Table.from_pylist(pending, schema=PROBLEM_SCHEMA)
-    # One block per batch: an actor works on the batches of different tasks at once, never those of one task.
-    dataset = ray.data.from_arrow([table.slice(start, size) for start in range(0, table.num_rows, size)])
-    num_cpus, num_gpus = stage_resources(engine)
-    return dataset.map_batches(
-        EvalStage,
-        fn_constructor_kwargs={
+    return map_engine_stage(
+        ray.data.from_arrow([table.slice(start, size) for start in range(0, table.num_rows, size)]), EvalStage,
+        model.engine,
+        {
             "model": model.model_dump(mode="json"),
             "samples": {b.name: b.samples_per_problem() for b in config.benchmarks},
             "verifiers": verifiers, "config_hash": config_hash, "storage_options": config.storage_options,
         },
-        batch_size=size,
-        # Ray Data restarts a dead actor and retries its batches by itself.
-        compute=ray.data.ActorPoolStrategy(
-            size=engine.replicas, max_tasks_in_flight_per_actor=engine.batches_in_flight,
-            max_concurrent_calls_per_actor=engine.batches_in_flight,
-        ),
-        num_cpus=num_cpus,
-        num_gpus=num_gpus,
     )
 
 

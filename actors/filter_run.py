@@ -30,6 +30,7 @@ import ray
 from tqdm import tqdm
 
 from actors.cluster import connect_ray
+from actors.engine_pool import actor_pool
 from actors.perplexity import PerplexityScorer
 from actors.train_data import cached_tokenizer
 from pipeline.checks import check_model, check_output, filesystem_for, why
@@ -39,7 +40,7 @@ from pipeline.quality import (
     FILTER_REJECT_SCHEMA, FILTERED_SCHEMA, REASONS, SCORE_SCHEMA, decide, distinct_ngram_hashes, measure,
     prompt_and_response, resolve_thresholds, summarize,
 )
-from pipeline.resources import INGEST_CPUS_PER_TASK, local_cluster_cpus
+from pipeline.resources import INGEST_CPUS_PER_TASK, local_cluster_cpus, pool_range
 from pipeline.storage import ShardWriter, Store, new_run_tag, replace_with
 
 SCORES = "filter_scores"
@@ -75,7 +76,7 @@ def run_filter(run: str, config: FilterConfig, teachers: list[str] | None = None
                progress: bool = True) -> dict[str, Any]:
     distill, names = check_run(run, teachers, config)
     perplexity = config.perplexity
-    scorer_cpus = perplexity.engine.num_cpus * perplexity.engine.replicas if perplexity else 0.0
+    scorer_cpus = perplexity.engine.num_cpus * pool_range(perplexity.engine)[1] if perplexity else 0.0
     connect_ray(config.ray, local_cluster_cpus(scorer_cpus, config.ray))
     ray.data.DataContext.get_current().enable_progress_bars = progress
     print(f"[filter] config {config.config_hash()}, scoring {config.scoring_hash()}; run {run}", flush=True)
@@ -123,7 +124,7 @@ def score_teacher(teacher: Store, name: str, accepted: set[str], config: FilterC
             fn_constructor_kwargs={"config": perplexity, "storage_options": config.storage_options},
             batch_size=perplexity.engine.batch_size,
             batch_format="pyarrow",
-            compute=ray.data.ActorPoolStrategy(size=perplexity.engine.replicas),
+            compute=actor_pool(perplexity.engine),
             num_cpus=perplexity.engine.num_cpus,
             num_gpus=perplexity.engine.num_gpus,
         )

@@ -4,17 +4,20 @@ Output layout under the output folder:
     config.json     resolved config, its hash, the inputs and the benchmark items per benchmark file
     kept/           queries that passed every step, as written (QUERY_SCHEMA): input for `jobs.distill`
     rejects/        every other input row, with its reason (PREPROCESS_REJECT_SCHEMA)
-    summary.json    counts per reason, per source and per benchmark file; comes last, so it marks a complete run
+    summary.json    counts per reason, per source, per benchmark file and per step; comes last, so it marks a
+                    complete run
 
 A run writes all of it under `_staging/<run tag>/` and only then replaces the previous run's files with it, so a
 run that fails or is killed leaves the previous output as it was. Readers skip `_`-prefixed folders, and the next
 run that completes removes the staging folders killed runs left behind.
 
-Steps (pure code in `pipeline/preprocess/`): parse + normalize + filter, streaming; exact duplicates by a shuffle
-into hash partitions of the match key; near duplicates by LSH buckets shuffled the same way, then union-find over the
-verified candidate pairs on the driver (only candidates travel there); decontamination by exact and n-gram lookups
-on CPU workers, then by embeddings on the embedding actor pool. The data is materialized where a step needs all of it
-(the shuffles) and before it is split into `kept/` and `rejects/`.
+Steps (pure code in `pipeline/preprocess/`), each reading the previous step's output and committing its own whole
+under `_staging/<run tag>/steps/<step>/` with a `_SUCCESS` marker (`pipeline.preprocess.resume`): parse + normalize +
+filter; exact duplicates by a shuffle into hash partitions of the match key; near duplicates by LSH buckets shuffled
+the same way, then union-find over the verified candidate pairs on the driver (only candidates travel there);
+decontamination by exact and n-gram lookups on CPU workers; then by embeddings on the embedding actor pool. A run
+continues the unfinished run that holds the most of its steps (same inputs and settings): a killed run loses only
+the step it was in, and a changed setting recomputes from the first step that depends on it.
 """
 
 from __future__ import annotations
@@ -22,6 +25,8 @@ from __future__ import annotations
 import json
 import time
 from collections import Counter, defaultdict
+from collections.abc import Callable
+from datetime import datetime, timezone
 from typing import Any
 
 import numpy as np
@@ -36,6 +41,16 @@ from pipeline.config import DedupConfig, PreprocessConfig
 from pipeline.preprocess.benchmarks import BenchmarkItem
 from pipeline.preprocess.decontaminate import BenchmarkIndex
 from pipeline.preprocess.dedup import near_duplicates
+from pipeline.preprocess.resume import (
+    StepMarker,
+    choose_staging,
+    commit_marker,
+    input_files,
+    plan_steps,
+    staged_markers,
+    step_folder,
+    step_settings,
+)
 from pipeline.preprocess.steps import (
     Verdict,
     band_rows,
@@ -62,35 +77,37 @@ def run_preprocess(
     items = [item for file_items in benchmarks.values() for item in file_items]
     benchmark_items = {path: len(file_items) for path, file_items in benchmarks.items()}
     store = Store(output, config.storage_options)
+    plan = plan_steps(step_settings(config, input_files(inputs, config.storage_options), benchmarks))
+    runs = staged_markers(store)
+    tag, reusable = choose_staging(plan, runs)
+    tag = tag or new_run_tag()
+    staging = f"_staging/{tag}"
+    for step in plan[reusable:]:  # a killed step's partial output, or one computed with other settings
+        store.remove(step_folder(staging, step.name))
     embedding = config.decontamination.embedding
     embedding_cpus = embedding.num_cpus * embedding.replicas if embedding else 0.0
     connect_ray(config.ray, local_cluster_cpus(embedding_cpus, config.ray))
     ray.data.DataContext.get_current().enable_progress_bars = progress
-    staging = f"_staging/{new_run_tag()}"
     config_hash = config.config_hash()
     store.write_text(f"{staging}/config.json", json.dumps({
         "config_hash": config_hash, "inputs": inputs, "benchmark_items": benchmark_items,
         "config": config.model_dump(mode="json"),
     }, indent=2))
 
-    seconds: dict[str, float] = {}
-    step_started = time.monotonic()
-    stream = read_raw_rows(inputs, config.storage_options).map_batches(
-        prepare_batch, fn_kwargs={"inputs": inputs, "config": config}, **_LIGHT
-    )
-    partitions = config.dedup.partitions
-    stream = stream.groupby("partition", num_partitions=partitions).map_groups(mark_exact_duplicates, **_LIGHT)
-    stream = stream.materialize()
-    seconds["parse_filter_exact_dedup"] = time.monotonic() - step_started
-
-    step_started = time.monotonic()
-    if config.dedup.near is not None:
-        verdicts = near_duplicate_verdicts(stream, config.dedup)
-        stream = stream.map_batches(mark_by_rank, fn_kwargs={"verdicts": verdicts}, **_LIGHT)
-    index = BenchmarkIndex(items, config.decontamination.ngram_size, config.decontamination.ngram_threshold)
-    stream = stream.map_batches(mark_benchmark_matches, fn_kwargs={"index": index}, **_LIGHT)
-    if embedding is not None and items:
-        stream = stream.map_batches(
+    compute: dict[str, Callable[[ray.data.Dataset], ray.data.Dataset]] = {
+        "parse_filter": lambda _: read_raw_rows(inputs, config.storage_options).map_batches(
+            prepare_batch, fn_kwargs={"inputs": inputs, "config": config}, **_LIGHT
+        ),
+        "exact_dedup": lambda stream: stream.groupby("partition", num_partitions=config.dedup.partitions).map_groups(
+            mark_exact_duplicates, **_LIGHT
+        ),
+        "near_dedup": lambda stream: stream.map_batches(
+            mark_by_rank, fn_kwargs={"verdicts": near_duplicate_verdicts(stream, config.dedup)}, **_LIGHT
+        ),
+        "decontaminate": lambda stream: stream.map_batches(mark_benchmark_matches, fn_kwargs={"index": BenchmarkIndex(
+            items, config.decontamination.ngram_size, config.decontamination.ngram_threshold
+        )}, **_LIGHT),
+        "embedding": lambda stream: stream.map_batches(
             EmbeddingStage,
             fn_constructor_kwargs={"items": items, "config": embedding},
             batch_size=embedding.batch_size,
@@ -98,25 +115,72 @@ def run_preprocess(
             compute=ray.data.ActorPoolStrategy(size=embedding.replicas),
             num_cpus=embedding.num_cpus,
             num_gpus=embedding.num_gpus,
-        )
-    stream = stream.materialize()
-    seconds["near_dedup_decontaminate"] = time.monotonic() - step_started
+        ),
+    }
+    steps: dict[str, dict[str, Any]] = {}
+    previous: StepMarker | None = None
+    stream: ray.data.Dataset | None = None
+    for number, step in enumerate(plan, start=1):
+        folder = step_folder(staging, step.name)
+        heading = f"step {number}/{len(plan)} {step.name}"
+        if number <= reusable:
+            marker = runs[tag][step.name]
+            status = "reused"
+            print(f"{heading}: reused from {staging} ({marker.rows} rows, committed {marker.committed_at})",
+                  flush=True)
+        else:
+            print(f"{heading}: computing", flush=True)
+            step_started = time.monotonic()
+            compute[step.name](stream).write_parquet(store.path(folder), filesystem=store.arrow_filesystem())
+            marker = StepMarker(step.name, step.hash, open_or_rejected(store, folder),
+                                round(time.monotonic() - step_started, 1),
+                                datetime.now(timezone.utc).isoformat(timespec="seconds"))
+            commit_marker(store, staging, marker, config.storage_options)
+            status = "computed"
+            print(f"{heading}: computed in {marker.seconds} s ({marker.rows} rows)", flush=True)
+        steps[step.name] = {"status": status, **step_report(marker, previous)}
+        previous = marker
+        stream = _dataset(store, folder)
 
     step_started = time.monotonic()
+    for name in ("kept", "rejects"):  # left by a run killed while writing them
+        store.remove(f"{staging}/{name}")
     write_outputs(stream, store, staging, config_hash)
-    seconds["write"] = time.monotonic() - step_started
     summary = {
         "config_hash": config_hash,
         "output": output,
         "benchmark_items": benchmark_items,
         **count_outcomes(stream),
-        "step_seconds": {step: round(s, 1) for step, s in seconds.items()},
+        "steps": steps,
+        "write_s": round(time.monotonic() - step_started, 1),
         "wall_s": round(time.monotonic() - started, 1),
     }
     store.write_text(f"{staging}/summary.json", json.dumps(summary, indent=2))
     replace_with(store, staging, ["config.json", "kept", "rejects", "summary.json"])
     store.remove("_staging")  # this run's, now empty, and any a killed run left
     return summary
+
+
+def step_report(marker: StepMarker, previous: StepMarker | None) -> dict[str, Any]:
+    """A step's rows, the rejects it added per reason, and the seconds and time of the run that computed it."""
+    before = previous.outcomes if previous else {}
+    added = {reason: n - before.get(reason, 0) for reason, n in marker.outcomes.items() if reason != "open"}
+    return {"rows": marker.rows, "rejected": {reason: n for reason, n in added.items() if n},
+            "seconds": marker.seconds, "committed_at": marker.committed_at}
+
+
+def open_or_rejected(store: Store, folder: str) -> dict[str, int]:
+    """Rows per reason in a step's output; `open` for rows no step has rejected yet. One column, read on the driver:
+    a Ray Data pass would cost more in scheduling than the read."""
+    counts = pc.value_counts(store.read_table(folder, columns=["reason"]).column("reason")).to_pylist()
+    return dict(sorted((entry["values"] or "open", entry["counts"]) for entry in counts))
+
+
+def _dataset(store: Store, folder: str) -> ray.data.Dataset:
+    store.fs.invalidate_cache()  # Ray's workers wrote the folder, not this process's filesystem object
+    # No hive partitioning: an output path such as `s3://bucket/run=3/` must not turn into a column.
+    return ray.data.read_parquet(store.path(folder), filesystem=store.arrow_filesystem(), partitioning=None,
+                                 num_cpus=INGEST_CPUS_PER_TASK)
 
 
 def near_duplicate_verdicts(stream: ray.data.Dataset, dedup: DedupConfig) -> dict[str, Verdict]:
@@ -139,7 +203,7 @@ def near_duplicate_verdicts(stream: ray.data.Dataset, dedup: DedupConfig) -> dic
     signatures = {row["rank"]: np.frombuffer(row["signature"], dtype=np.uint32) for row in rows}
     queries = {row["rank"]: (row["id"], row["source"]) for row in rows}
     return {
-        member: Verdict("duplicate_near", "estimated Jaccard similarity of word shingles with a kept query",
+        member: Verdict("duplicate_near", "same numbers, estimated Jaccard similarity of n-grams with a kept query",
                         *queries[representative], similarity)
         for member, (representative, similarity) in near_duplicates(pairs, signatures, near.threshold).items()
     }
@@ -196,6 +260,9 @@ def format_summary(summary: dict[str, Any]) -> str:
         lines.append(f"  source {source}: " + ", ".join(f"{outcome} {n}" for outcome, n in outcomes.items()))
     for benchmark, outcomes in summary["contaminated_by_benchmark"].items():
         lines.append(f"  matched benchmark {benchmark}: " + ", ".join(f"{r} {n}" for r, n in outcomes.items()))
-    steps = ", ".join(f"{step} {s} s" for step, s in summary["step_seconds"].items())
-    lines.append(f"  wall time: {summary['wall_s']} s ({steps})")
+    for number, (step, report) in enumerate(summary["steps"].items(), start=1):
+        rejected = ", ".join(f"{reason} {n}" for reason, n in report["rejected"].items()) or "none"
+        lines.append(f"  step {number} {step}: {report['status']} (computed in {report['seconds']} s at "
+                     f"{report['committed_at']}), {report['rows']} rows, rejected {rejected}")
+    lines.append(f"  wall time: {summary['wall_s']} s (writing kept/ and rejects/ {summary['write_s']} s)")
     return "\n".join(lines)

@@ -33,6 +33,7 @@ from pipeline.config import DistillConfig, parse_config
 from pipeline.loaders import parse_jsonl_file
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "queries" / "gsm8k_train.jsonl"
+HOST_CPUS = os.cpu_count() or 1  # what a raw engine computes with; engines in Ray actors get it by asking for it
 ENGINE = {"max_model_len": 2048, "enforce_eager": True, "cpu_kv_cache_gib": 1}
 SYSTEM = "Solve the problem step by step. End with a line that states the final answer."
 # Where an engine in a Ray actor keeps its KV cache on CPU, and why it must not pin cores: as distill's engine does.

@@ -6,7 +6,9 @@ Negatives: every benchmark item against its nearest *other* item of the same ben
 problems, often from one template. For each threshold it reports the share of rewordings caught (and attributed to
 the right item) and the share of items whose nearest neighbour in their own benchmark would be a match.
 
-    python -m bench.embedding_threshold [--model all-minilm-l6-v2]
+    python -m bench.embedding_threshold [--model all-minilm-l6-v2] [--backend torch|onnx|onnx-int8]
+
+Cosine alone, numbers ignored: `bench.paraphrase_decontamination` measures the rule the job applies.
 """
 
 import argparse
@@ -28,12 +30,13 @@ THRESHOLDS = [0.75, 0.8, 0.825, 0.85, 0.875, 0.9, 0.95]
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", default=EMBEDDED_EMBEDDING_MODEL)
+    parser.add_argument("--backend", default="torch", choices=["torch", "onnx", "onnx-int8"])
     args = parser.parse_args()
 
     paths = map(resolve_benchmark, BENCHMARKS)
     items = [item for path in paths for item in benchmark_items(path, Path(path).read_bytes())]
     reworded = [json.loads(line) for line in REWORDED.read_text().splitlines()]
-    embed = Embedder(args.model, batch_size=64)
+    embed = Embedder(args.model, batch_size=32, backend=args.backend)
     vectors = embed([item.text for item in items])
     queries = embed([normalize(r["prompt"]) for r in reworded])
 
@@ -50,6 +53,7 @@ def main() -> None:
 
     report = {
         "model": args.model,
+        "backend": args.backend,
         "rewordings": len(reworded),
         "benchmark_items": len(items),
         "reworded_cosine": {"min": round(float(positive.min()), 3), "median": round(float(np.median(positive)), 3)},

@@ -8,18 +8,21 @@ printed to check). The method of bench/distill_throughput.py:
 - evaluate: the whole job (Ray Data, the evaluation actor, verifier actors, Parquet on a local disk), timed from the
   engine being ready to the last result at the driver (results.json's `this_run`).
 Each side runs alone: raw in a child process that ends with its engine, then the evaluation, so no two engines
-share the machine. The issue's target is evaluate/raw >= 0.9.
+share the machine. Both engines compute with every core of the host: the evaluation's replica asks Ray for all of
+them (Ray sets an actor's OMP_NUM_THREADS to its CPUs, so a 1-CPU replica would compute on one thread), and the raw
+engine is given as many threads. The issue's target is evaluate/raw >= 0.9.
 
     python -m bench.eval_throughput [--problems 32] [--samples 4] [--max-tokens 256] [--num-gpus 0]
 """
 
 import argparse
 import json
+import os
 import tempfile
 import time
 from pathlib import Path
 
-from bench.distill_throughput import ENGINE, _ratio, in_child
+from bench.distill_throughput import ENGINE, HOST_CPUS, _ratio, in_child
 from pipeline.config import EvaluateConfig, parse_config
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "benchmarks" / "gsm8k_test.jsonl"
@@ -33,7 +36,8 @@ def evaluate_config(problems: int, samples: int, max_tokens: int, dtype: str, nu
             "model": "smollm2-135m-instruct",
             "response_format": "answer_only",
             "system_prompt": "",
-            "engine": {**ENGINE, "dtype": dtype, "num_gpus": num_gpus, "batches_in_flight": problems},
+            "engine": {**ENGINE, "dtype": dtype, "num_gpus": num_gpus, "num_cpus": HOST_CPUS,
+                       "batches_in_flight": problems},
             "sampling": {"max_tokens": max_tokens},
         }],
         "benchmarks": [{"name": "gsm8k", "path": str(DATA), "limit": problems, "samples": samples}],
@@ -44,6 +48,7 @@ def evaluate_config(problems: int, samples: int, max_tokens: int, dtype: str, nu
 
 def raw_vllm(config: dict) -> dict:
     """The same conversations and sampling as the evaluation sends, in one offline batch."""
+    os.environ["OMP_NUM_THREADS"] = str(HOST_CPUS)  # as many threads as the evaluation's replica gets
     from vllm import LLM, SamplingParams
 
     from actors.evaluate_run import load_benchmarks

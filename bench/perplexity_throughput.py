@@ -9,7 +9,9 @@ the canonical response: `pipeline.perplexity.scoring_input`), with the same engi
 - filter: the scorer stage of `jobs.filter` (`actors.perplexity.PerplexityScorer`, a Ray Data actor pool fed batches
   of `batch_size` samples, tokenizing them itself), timed at the driver from the first scored batch to the last and
   counting the tokens of the batches after the first, so the engine's start is left out as on the raw side.
-tok/s counts every scored token (prompt and response). Each side runs alone in a child process, one after the other
+Both engines compute with every core of the host: the scorer's replica asks Ray for all of them (Ray sets an
+actor's OMP_NUM_THREADS to its CPUs) and the raw engine is given as many threads. tok/s counts every scored token
+(prompt and response). Each side runs alone in a child process, one after the other
 (`bench.distill_throughput.in_child`).
 
     python -m bench.perplexity_throughput [--samples 512] [--batch-size 64] [--num-gpus 0]
@@ -17,9 +19,10 @@ tok/s counts every scored token (prompt and response). Each side runs alone in a
 
 import argparse
 import json
+import os
 import time
 
-from bench.distill_throughput import DATA, _ratio, in_child
+from bench.distill_throughput import DATA, HOST_CPUS, _ratio, in_child
 from pipeline.config import PerplexityFilterConfig
 from pipeline.reference_samples import reference_samples
 
@@ -37,10 +40,13 @@ def samples(count: int) -> list[dict]:
 
 
 def scorer_config(batch_size: int, num_gpus: float) -> PerplexityFilterConfig:
-    return PerplexityFilterConfig.model_validate({"engine": {**ENGINE, "batch_size": batch_size, "num_gpus": num_gpus}})
+    return PerplexityFilterConfig.model_validate(
+        {"engine": {**ENGINE, "batch_size": batch_size, "num_gpus": num_gpus, "num_cpus": HOST_CPUS}}
+    )
 
 
 def raw_vllm(rows: list[dict], config: PerplexityFilterConfig) -> dict:
+    os.environ["OMP_NUM_THREADS"] = str(HOST_CPUS)  # as many threads as the scorer's replica gets
     from vllm import LLM, SamplingParams
 
     from actors.vllm_engine import engine_arguments
@@ -68,7 +74,10 @@ def filter_scorer(rows: list[dict], config: PerplexityFilterConfig) -> dict:
 
     ray.init(address="local", num_cpus=4, include_dashboard=False, log_to_driver=False)
     try:
-        dataset = ray.data.from_arrow(pa.Table.from_pylist(rows, schema=SAMPLE_SCHEMA))
+        table = pa.Table.from_pylist(rows, schema=SAMPLE_SCHEMA)
+        # A block per batch, as the filter reads its shards: Ray Data hands a task's output on only per block.
+        size = config.engine.batch_size
+        dataset = ray.data.from_arrow([table.slice(start, size) for start in range(0, table.num_rows, size)])
         scored = dataset.map_batches(
             PerplexityScorer, fn_constructor_kwargs={"config": config}, batch_size=config.engine.batch_size,
             batch_format="pyarrow", compute=ray.data.ActorPoolStrategy(size=1), num_cpus=config.engine.num_cpus,

@@ -3,8 +3,10 @@ benchmarks and HumanEval, and what that makes of a 1.89M-query corpus.
 
 Each step runs in this one process on one thread and is timed in CPU seconds of the process, so the rates are per
 core and little affected by other work on a shared machine. The embedding step runs on a sample (it is by far the
-slowest on CPU). The projection sums core-seconds per step; Ray's own overhead (scheduling, the two shuffles,
-Parquet) is what the job's measured wall time adds on top (see README).
+slowest on CPU), once per backend: torch (sentence-transformers, the baseline), onnx and onnx-int8 (the job's
+default), each on one thread, with the ratio to torch measured in the same run. The projection sums core-seconds per
+step with the configured backend; Ray's own overhead (scheduling, the two shuffles, Parquet) is what the job's
+measured wall time adds on top (see README).
 
     python -m bench.preprocess_throughput [--embed-sample 512] [--corpus 1890000] [--cores 64]
 """
@@ -25,7 +27,7 @@ from pipeline.preprocess.decontaminate import BenchmarkIndex, nearest_items
 from pipeline.preprocess.dedup import bucket_pairs, exact_duplicates, near_duplicates
 from pipeline.preprocess.embeddings import Embedder
 from pipeline.preprocess.filters import QueryText, first_failure
-from pipeline.preprocess.normalize import match_key, normalize, words
+from pipeline.preprocess.normalize import match_key, near_form, normalize
 from pipeline.preprocess.steps import minhasher, partition_of, prepare_batch
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
@@ -74,9 +76,11 @@ def main() -> None:
     _, steps["exact dedup (one partition)"] = timed(len(keys), lambda: exact_duplicates(keys, ranks))
 
     hasher = minhasher(config.dedup.near)
-    signatures, steps["minhash signatures (rensa)"] = timed(len(keys), lambda: hasher.signatures(
-        [s for s in (hasher.shingles(words(k)) for k in keys) if s]
-    ))
+    forms, steps["near form (numbers in digits, words)"] = timed(len(texts), lambda: [near_form(t) for t in texts])
+    (signatures, _), steps["minhash signatures (5-char shingles, rensa flat batches)"] = timed(
+        len(forms), lambda: [hasher.form_signatures(forms[i:i + 1024]) for i in range(0, len(forms), 1024)][-1]
+    )
+    signatures = hasher.form_signatures(forms)[0]
     band_keys, steps["lsh band keys"] = timed(len(signatures), lambda: hasher.band_keys(signatures))
     pairs, steps["lsh buckets to candidate pairs"] = timed(len(signatures), lambda: [
         pair for band in range(hasher.bands) for pair in bucket_pairs(band_keys[:, band].tolist(), ranks)
@@ -94,13 +98,22 @@ def main() -> None:
     ])
 
     embedding = config.decontamination.embedding
-    embed = Embedder(embedding.model, embedding.batch_size)
-    item_vectors, steps["embed benchmark items (per replica, per item)"] = timed(
-        len(items), lambda: embed([i.text for i in items])
-    )
     sample = texts[:: max(1, len(texts) // args.embed_sample)][: args.embed_sample]
-    vectors, steps[f"embed queries ({embedding.model}, 1 thread)"] = timed(len(sample), lambda: embed(sample))
-    _, steps["nearest benchmark item (exact search)"] = timed(len(sample), lambda: nearest_items(vectors, item_vectors))
+    embedded: dict[str, dict] = {}
+    for backend in ("torch", "onnx", "onnx-int8"):
+        embed = Embedder(embedding.model, embedding.batch_size, backend=backend, threads=1)
+        embed(sample[:8])  # warm-up: onnxruntime plans its kernels on the first batches
+        vectors, embedded[backend] = timed(len(sample), lambda: embed(sample))
+        if backend == embedding.backend:
+            item_vectors, steps["embed benchmark items (per replica, per item)"] = timed(
+                len(items), lambda: embed([i.text for i in items])
+            )
+            steps[f"embed queries ({embedding.model}, {backend}, 1 thread)"] = embedded[backend]
+            _, steps["nearest benchmark item (exact search)"] = timed(
+                len(sample), lambda: nearest_items(vectors, item_vectors)
+            )
+    for backend, measured in embedded.items():
+        measured["÷ torch"] = round(measured["per_s_per_core"] / embedded["torch"]["per_s_per_core"], 2)
 
     stream_rows = pa.Table.from_pylist(lines)
     _, steps["step 1 as the job runs it (parse .. signature)"] = timed(
@@ -116,10 +129,14 @@ def main() -> None:
         "queries": len(queries),
         "benchmark_items": len(items),
         "steps": steps,
+        "embedding backends (same sample, 1 thread)": embedded,
         "projection": {
             "corpus": args.corpus,
             "core_hours_without_embedding": round(without_embedding / 3600, 2),
             "core_hours_cpu_embedding": round(cpu[embedding_name] / 3600, 1),
+            "core_hours_cpu_embedding_per_backend": {
+                backend: round(args.corpus / m["per_s_per_core"] / 3600, 1) for backend, m in embedded.items()
+            },
             f"wall_minutes_on_{args.cores}_cores_without_embedding": round(without_embedding / args.cores / 60, 1),
             f"wall_hours_on_{args.cores}_cores_with_cpu_embedding": round(
                 (without_embedding + cpu[embedding_name]) / args.cores / 3600, 2

@@ -6,6 +6,8 @@
 IN: JSONL, JSONL.gz or Parquet files, or folders of them, in the query format or a public dataset's own (see
 README), local or s3://. DIR gets `kept/` (the queries to distill) and `rejects/` (every other row, with its reason)
 as Parquet, `config.json` and `summary.json`; they replace an earlier run's only once the new run is complete.
+A killed run, run again, continues from the first step it had not committed; a run with changed settings reuses the
+steps before the first one they touch (each step prints whether it was reused or computed).
 Benchmarks have no default: name them (here or as the config's `decontamination.benchmarks`), or say `none`.
 
 Arguments, inputs, benchmarks and the output folder are checked before Ray starts or anything is written: a bad one

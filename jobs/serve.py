@@ -3,10 +3,10 @@
     python -m jobs.serve --config FILE
     python -m jobs.serve --config FILE --print-deploy-config configs/serve_deploy.yaml
 
-FILE (see configs/serve.yaml): `model` (local path, Hugging Face id, s3:// URI, the `model/` folder of a
-`jobs.train` output, or `smollm2-135m-instruct`), `engine` (vLLM settings, as for a teacher), `autoscaling`
-(min_replicas, max_replicas, target_ongoing_requests, upscale/downscale delays: Ray Serve's names), `http` (host,
-port), `ray`.
+FILE (see configs/serve.yaml): `model` (local path, Hugging Face id, s3:// URI, a `jobs.train` output folder whose
+`model/` is served under the folder's name, or `smollm2-135m-instruct`), `engine` (vLLM settings, as for a
+teacher), `autoscaling` (min_replicas, max_replicas, target_ongoing_requests, upscale/downscale delays: Ray Serve's
+names), `http` (host, port), `ray`.
 
 The job joins the cluster it runs on (or starts a local one), deploys the model, prints the base URL
 (http://HOST:PORT/v1) and the model name, and serves until interrupted; Ctrl-C deletes the application and stops
@@ -23,6 +23,7 @@ import sys
 import yaml
 
 from pipeline.checks import check_model
+from pipeline.models import trained_model_source
 from pipeline.config import ConfigError, load_config
 from pipeline.config import ServeConfig
 
@@ -37,6 +38,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         config = load_config(ServeConfig, args.config)
         check_model(config.model, config.storage_options)
+        config = config.model_copy(update={
+            "model": trained_model_source(config.model, config.storage_options), "served_model_name": config.model_name
+        })
     except ConfigError as err:
         print(err, file=sys.stderr)
         return 2

@@ -35,6 +35,16 @@ class _Strict(BaseModel):
 # Marks a setting that changes how fast or where a run goes, never what it produces: left out of config hashes, so it
 # can change between a kill and a resume.
 SCALE = {"scale": True}
+MAX_REPLICAS = (
+    "grow the pool from `replicas` up to this many while work waits, and shrink it when idle: on an autoscaling "
+    "cluster the new replicas' resource requests bring up the nodes; None keeps a fixed pool of `replicas`"
+)
+
+
+def _replica_range(engine: Any) -> Any:
+    if engine.max_replicas is not None and engine.max_replicas < engine.replicas:
+        raise ValueError(f"max_replicas ({engine.max_replicas}) is below replicas ({engine.replicas})")
+    return engine
 
 
 def data_settings(model: BaseModel) -> Any:
@@ -68,6 +78,7 @@ class VLLMEngineConfig(_Strict):
 
     kind: Literal["vllm"] = "vllm"
     replicas: int = Field(1, ge=1, json_schema_extra=SCALE)
+    max_replicas: int | None = Field(None, ge=1, description=MAX_REPLICAS, json_schema_extra=SCALE)
     tensor_parallel_size: int = Field(1, ge=1, json_schema_extra=SCALE)
     num_gpus: float = Field(
         0.0, ge=0.0, description="GPUs per replica (all its tensor-parallel ranks); 0 is CPU", json_schema_extra=SCALE
@@ -109,7 +120,7 @@ class VLLMEngineConfig(_Strict):
             raise ValueError(
                 f"num_gpus ({self.num_gpus:g}) must cover tensor_parallel_size ({self.tensor_parallel_size})"
             )
-        return self
+        return _replica_range(self)
 
 
 class OpenAIEngineConfig(_Strict):
@@ -122,6 +133,7 @@ class OpenAIEngineConfig(_Strict):
         None, description="environment variable holding the API key", json_schema_extra=SCALE
     )
     replicas: int = Field(1, ge=1, description="actors sending requests", json_schema_extra=SCALE)
+    max_replicas: int | None = Field(None, ge=1, description=MAX_REPLICAS, json_schema_extra=SCALE)
     num_cpus: float = Field(0.25, ge=0.0, json_schema_extra=SCALE)
     max_concurrency: int = Field(16, ge=1, description="requests in flight per actor", json_schema_extra=SCALE)
     requests_per_s: float | None = Field(
@@ -149,6 +161,10 @@ class OpenAIEngineConfig(_Strict):
         default_factory=dict,
         description="sent as the body's `chat_template_kwargs` (read by vLLM servers), e.g. {enable_thinking: true}",
     )
+
+    @model_validator(mode="after")
+    def _replicas(self) -> "OpenAIEngineConfig":
+        return _replica_range(self)
 
 
 def _engine_kind(value: Any) -> str:
@@ -571,8 +587,14 @@ class QueryFilterConfig(_Strict):
 
 
 class NearDedupConfig(_Strict):
-    threshold: float = Field(0.8, gt=0.0, le=1.0, description="estimated Jaccard similarity of word shingles")
-    shingle_size: int = Field(5, ge=1, description="words per shingle")
+    """MinHash over character n-grams of each text's near form (`normalize.near_form`); texts that state other
+    numbers never match. Defaults measured with `python -m bench.near_duplicates` (README, "Near-duplicate
+    threshold")."""
+
+    threshold: float = Field(
+        0.6, gt=0.0, le=1.0, description="estimated Jaccard similarity of the n-grams of two near forms"
+    )
+    shingle_size: int = Field(5, ge=1, le=8, description="characters (bytes of UTF-8) per shingle")
     num_perm: int = Field(128, ge=16, description="MinHash permutations")
     seed: int = 1
 
@@ -585,26 +607,58 @@ class DedupConfig(_Strict):
 
 
 class EmbeddingConfig(_Strict):
-    """The embedding actor pool: `all-minilm-l6-v2` (offline, CPU) or e.g. `BAAI/bge-m3` on GPUs."""
+    """The embedding actor pool: `all-minilm-l6-v2` (offline, CPU, int8 on onnxruntime) or e.g. `BAAI/bge-m3` on
+    GPUs (`num_gpus: 1`, which makes the device `cuda` and the backend `torch`)."""
 
     model: str = "all-minilm-l6-v2"
-    threshold: float = Field(description="cosine similarity; defaults to the value measured for a known model")
+    backend: Literal["torch", "onnx", "onnx-int8"] = Field(
+        None, validate_default=True,  # filled in by `_defaults`
+        description="torch: sentence-transformers as published; onnx: the same graph on onnxruntime (CPU only); "
+        "onnx-int8: with int8 weights. Default: onnx-int8 on cpu, torch on cuda",
+    )
+    device: Literal["cpu", "cuda"] = Field(None, validate_default=True, description="default: cuda when num_gpus > 0")
+    threshold: float = Field(description="cosine similarity that alone makes a query a benchmark item; defaults to "
+                             "the value measured for a known model")
+    gray_threshold: float = Field(description="cosine similarity enough when the query states every number of the "
+                                  "item; defaults to the measured value, or to `threshold` (no gray zone)")
+    gray_min_numbers: int = Field(3, ge=1, description="numbers an item must state for its gray zone; one or two "
+                                  "are shared by chance")
+    candidates: int = Field(5, ge=1, description="nearest benchmark items tried per query, nearest first")
     batch_size: int = Field(128, ge=1, description="texts per batch, for the model and for Ray Data")
     replicas: int = Field(1, ge=1)
     num_cpus: float = Field(1.0, ge=0.0, description="per replica")
-    num_gpus: float = Field(0.0, ge=0.0, description="per replica; > 0 runs the model on CUDA")
+    num_gpus: float = Field(0.0, ge=0.0, description="per replica; > 0 with device cuda")
 
     @model_validator(mode="before")
     @classmethod
-    def _measured_threshold(cls, data: Any) -> Any:
-        from pipeline.preprocess.embeddings import MEASURED_THRESHOLDS
+    def _defaults(cls, data: Any) -> Any:
+        from pipeline.preprocess.embeddings import MEASURED_GRAY_THRESHOLDS, MEASURED_THRESHOLDS
 
-        if isinstance(data, dict) and data.get("threshold") is None:
-            model = data.get("model", cls.model_fields["model"].default)
+        if not isinstance(data, dict):
+            return data
+        data = dict(data)
+        if data.get("device") is None:
+            data["device"] = "cuda" if (data.get("num_gpus") or 0) > 0 else "cpu"
+        if data.get("backend") is None:
+            data["backend"] = "torch" if data["device"] == "cuda" else "onnx-int8"
+        model = data.get("model", cls.model_fields["model"].default)
+        if data.get("threshold") is None:
             if model not in MEASURED_THRESHOLDS:
                 raise ValueError(f"threshold: needed for model {model!r}; measured: {sorted(MEASURED_THRESHOLDS)}")
-            data = {**data, "threshold": MEASURED_THRESHOLDS[model]}
+            data["threshold"] = MEASURED_THRESHOLDS[model]
+        if data.get("gray_threshold") is None:
+            data["gray_threshold"] = MEASURED_GRAY_THRESHOLDS.get(model, data["threshold"])
         return data
+
+    @model_validator(mode="after")
+    def _consistent(self) -> "EmbeddingConfig":
+        if self.gray_threshold > self.threshold:
+            raise ValueError(f"gray_threshold: {self.gray_threshold} is above threshold {self.threshold}")
+        if (self.device == "cuda") != (self.num_gpus > 0):
+            raise ValueError(f"device: {self.device} with num_gpus {self.num_gpus} (cuda needs num_gpus > 0)")
+        if self.device == "cuda" and self.backend != "torch":
+            raise ValueError(f"backend: {self.backend} runs on CPU (onnxruntime); on cuda use torch")
+        return self
 
 
 class DecontaminationConfig(_Strict):
@@ -821,7 +875,7 @@ class EvaluateConfig(_Strict):
 # names are Ray Serve's own.
 
 # Engine settings of a fixed actor pool that mean nothing behind an autoscaled endpoint.
-_POOL_SETTINGS = ("replicas", "batch_size", "batches_in_flight")
+_POOL_SETTINGS = ("replicas", "max_replicas", "batch_size", "batches_in_flight")
 
 
 class AutoscalingConfig(_Strict):
@@ -888,3 +942,47 @@ class ServeConfig(ServedModel):
         if self.model == EMBEDDED_MODEL:
             return EMBEDDED_MODEL
         return posixpath.basename(self.model.rstrip("/")) or self.model
+
+
+# ---- the whole experiment (`jobs.experiment`) ----------------------------------------------------------------------
+# Each phase section is its job's own config, less what the experiment derives (outputs, the inputs a phase takes
+# from the one before it, `storage_options` and `ray`, given once at the top). `pipeline.experiment` validates each
+# section as that job's config class, so a field is documented, defaulted and checked in one place, and names a bad
+# one by its path in the experiment's file (`distill.teachers.0.model`).
+
+
+class QuerySourceConfig(_Strict):
+    """A query file of the experiment: all of it, or a sample of its first lines."""
+
+    path: str = Field(description="JSONL, JSONL.gz or Parquet, a file or a folder of them, local or s3://")
+    limit: int | None = Field(
+        None, ge=1, description="its first N lines only (a JSONL or JSONL.gz file): a few hundred queries of a corpus"
+    )
+
+
+class ExperimentConfig(_Strict):
+    """`jobs.experiment`: queries → preprocess → distill (every teacher over the same ids) → filter → one student per
+    teacher (and one on all of them with `train.mix`) → evaluate every student and the base model → report."""
+
+    output: str = Field(description="root of every phase's outputs: a local path or s3://bucket/prefix")
+    storage_options: dict[str, Any] = Field(default_factory=dict, description="fsspec options for every phase")
+    queries: list[QuerySourceConfig] = Field(min_length=1, description="the query corpus, preprocessed first")
+    preprocess: dict[str, Any] = Field(
+        default_factory=dict,
+        description="PreprocessConfig; `decontamination.benchmarks` left out is every benchmark `evaluate` scores on",
+    )
+    distill: dict[str, Any] = Field(
+        description="DistillConfig less `input.paths` and `output`: the teachers distil the preprocess phase's `kept/`"
+    )
+    filter: dict[str, Any] = Field(
+        default_factory=dict, description="FilterConfig; `student` left out is `train.model`'s tokenizer"
+    )
+    train: dict[str, Any] = Field(
+        description="TrainConfig less `data.sources` and `output`: one student per teacher, trained on its filtered "
+        "samples; `mix: true` adds the student `mix`, trained on every teacher's",
+    )
+    evaluate: dict[str, Any] = Field(
+        description="EvaluateConfig less `models` and `output`: `student` (an EvalModel less `name` and `model`) is "
+        "how every student is evaluated; `base` overrides it for the base model (`train.model`), null leaves it out",
+    )
+    ray: RayConfig = Field(default_factory=RayConfig)

@@ -42,7 +42,7 @@ def embedded_model_dir() -> Path:
 
 def materialize_embedded_model() -> Path:
     """Convert the packaged GGUF into a bf16 Hugging Face directory, once per node; later calls return at once."""
-    return _build_once(embedded_model_dir(), _convert_embedded_model)
+    return build_once(embedded_model_dir(), _convert_embedded_model)
 
 
 def resolve_model(source: str, storage_options: dict[str, Any] | None = None) -> str:
@@ -53,6 +53,19 @@ def resolve_model(source: str, storage_options: dict[str, Any] | None = None) ->
         return str(materialize_embedded_model())
     if _is_remote(source):
         return str(_fetch(source, storage_options, lambda relpath: True))
+    return source
+
+
+def trained_model_source(source: str, storage_options: dict[str, Any] | None = None) -> str:
+    """`source`, or its `model/` folder when it is a `jobs.train` output folder (which holds the final weights there,
+    beside checkpoints and logs): users name the run, engines need the weights."""
+    if source == EMBEDDED_MODEL or "://" not in source and not source.startswith(("/", ".", "~")):
+        return source  # the embedded model or a hub id
+    from pipeline.storage import filesystem
+
+    fs, path = filesystem(source, storage_options)
+    if fs.exists(f"{path.rstrip('/')}/model/config.json"):
+        return source.rstrip("/") + "/model"
     return source
 
 
@@ -101,10 +114,10 @@ def _fetch(uri: str, storage_options: dict[str, Any] | None, wanted: Callable[[s
             path.parent.mkdir(parents=True, exist_ok=True)
         fs.get([f"{root}/{relpath}" for relpath in files], [str(p) for p in local])
 
-    return _build_once(target, download)
+    return build_once(target, download)
 
 
-def _build_once(target: Path, build: Callable[[Path], None]) -> Path:
+def build_once(target: Path, build: Callable[[Path], None]) -> Path:
     """`target`, made by `build` into a staging folder that is then renamed: once per node, under a lock file beside
     it that concurrent callers wait on. A staging folder left by a killed build is cleared before the next one."""
     if target.exists():

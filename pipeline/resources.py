@@ -30,6 +30,11 @@ class ResourcePlan:
         return text
 
 
+def pool_range(engine: EngineConfig) -> tuple[int, int]:
+    """(fewest, most) replicas of an engine pool: a fixed pool has `replicas` of each."""
+    return engine.replicas, engine.max_replicas or engine.replicas
+
+
 def stage_resources(engine: EngineConfig) -> tuple[float, float]:
     """(CPUs, GPUs) of one replica of a teacher stage; an HTTP endpoint needs no local GPU."""
     return engine.num_cpus, getattr(engine, "num_gpus", 0.0)
@@ -44,8 +49,8 @@ def plan_resources(config: DistillConfig | VerifyJobConfig, host_cpus: int | Non
 
 
 def _pool_resources(models: list[ServedModel]) -> tuple[float, float]:
-    """(CPUs, GPUs) of all replicas of these engines."""
-    per_replica = [(stage_resources(m.engine), m.engine.replicas) for m in models]
+    """(CPUs, GPUs) of all replicas of these engines, at their largest."""
+    per_replica = [(stage_resources(m.engine), pool_range(m.engine)[1]) for m in models]
     return (
         sum(cpus * replicas for (cpus, _), replicas in per_replica),
         sum(gpus * replicas for (_, gpus), replicas in per_replica),

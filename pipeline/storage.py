@@ -117,12 +117,14 @@ def filesystem(url: str, storage_options: dict[str, Any] | None = None) -> tuple
 def data_files(fs: fsspec.AbstractFileSystem, path: str) -> list[str]:
     """The files a user's input path names: the file itself, or every file below a folder, sorted. In a folder, names
     starting with `_` or `.` are skipped at any depth: they are markers and staging areas (`_SUCCESS`, `_staging/`)
-    that the jobs write beside their shards, never data."""
+    that the jobs write beside their shards, never data; so is a `README.md`, a dataset card as `jobs.filter` and
+    Hugging Face datasets keep one beside the data."""
     if not fs.isdir(path):
         return [path]
     root = path.rstrip("/")
     return sorted(
-        f for f in fs.find(root) if not any(part.startswith(("_", ".")) for part in f[len(root):].split("/"))
+        f for f in fs.find(root)
+        if not any(part.startswith(("_", ".")) for part in f[len(root):].split("/")) and not f.endswith("/README.md")
     )
 
 

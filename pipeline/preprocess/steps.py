@@ -19,11 +19,10 @@ import pyarrow.compute as pc
 
 from pipeline.config import NearDedupConfig, PreprocessConfig
 from pipeline.loaders import RowError, parse_json_line
-from pipeline.preprocess.benchmarks import BenchmarkItem
-from pipeline.preprocess.decontaminate import BenchmarkIndex, Contamination, Embed, nearest_items
+from pipeline.preprocess.decontaminate import BenchmarkIndex, Contamination
 from pipeline.preprocess.dedup import MinHasher, bucket_pairs, exact_duplicates, rank
 from pipeline.preprocess.filters import QueryText, first_failure
-from pipeline.preprocess.normalize import match_key, normalize, words
+from pipeline.preprocess.normalize import match_key, normalize
 from pipeline.schema import PREPROCESS_REJECT_SCHEMA
 
 # The rejects' columns (the query's, then why it was dropped) without the run's config hash, plus working columns.
@@ -96,12 +95,10 @@ def prepare_batch(batch: pa.Table, inputs: list[str], config: PreprocessConfig) 
     columns = (_column(batch, name) for name in ("origin", "raw", "source"))
     rows = [_prepare_row(origin, raw, source, inputs, config) for origin, raw, source in zip(*columns)]
     if config.dedup.near is not None:
-        hasher = minhasher(config.dedup.near)
-        shingled = [(row, hasher.shingles(words(row["key"]))) for row in rows if row.get("reason") is None]
-        shingled = [(row, shingles) for row, shingles in shingled if shingles]
-        if shingled:
-            for (row, _), signature in zip(shingled, hasher.signatures([shingles for _, shingles in shingled])):
-                row["signature"] = signature.tobytes()
+        candidates = [row for row in rows if row.get("reason") is None]
+        signatures, present = minhasher(config.dedup.near).signatures([row["text"] for row in candidates])
+        for i, signature in zip(present, signatures):
+            candidates[i]["signature"] = signature.tobytes()
     return pa.Table.from_pylist(rows, schema=STREAM_SCHEMA)
 
 
@@ -198,7 +195,7 @@ def _contaminated(match: Contamination) -> Verdict:
         "contaminated_ngram": "holds most word n-grams of a benchmark item",
         "contaminated_embedding": "embedding close to a benchmark item",
     }[match.reason]
-    return Verdict(match.reason, detail, match.item.id, match.item.source, match.similarity)
+    return Verdict(match.reason, match.signals or detail, match.item.id, match.item.source, match.similarity)
 
 
 def mark_benchmark_matches(batch: pa.Table, index: BenchmarkIndex) -> pa.Table:
@@ -208,20 +205,4 @@ def mark_benchmark_matches(batch: pa.Table, index: BenchmarkIndex) -> pa.Table:
         match = index.exact(keys[i]) or index.ngram(keys[i])
         if match is not None:
             verdicts[i] = _contaminated(match)
-    return with_verdicts(batch, verdicts)
-
-
-def mark_embedding_matches(
-    batch: pa.Table, embed: Embed, items: list[BenchmarkItem], item_vectors: np.ndarray, threshold: float
-) -> pa.Table:
-    rows = open_rows(batch)
-    if not rows or not items:
-        return batch
-    texts = _column(batch, "text")
-    nearest, similarity = nearest_items(embed([texts[i] for i in rows]), item_vectors)
-    verdicts = {
-        i: _contaminated(Contamination("contaminated_embedding", items[item], round(float(score), 4)))
-        for i, item, score in zip(rows, nearest, similarity)
-        if score >= threshold
-    }
     return with_verdicts(batch, verdicts)

@@ -1,11 +1,16 @@
 """`python -m jobs.evaluate` as a user runs it: a real local Ray cluster, the embedded SmolLM2 on vLLM, Math-Verify,
-Parquet on a real S3-compatible server (moto). One evaluation is made in two runs, the first with smaller limits
-and the second with the full ones, so that it is both a resumed evaluation and the one all assertions read (two
-engine starts in all). Bad configs and benchmark paths are refused before Ray starts."""
+Parquet on a real S3-compatible server (moto). One evaluation is made in two runs: the first, with smaller limits
+and one problem at a time, is killed (the whole process group: driver, Ray, engine) once it has committed a problem;
+the second, with the full limits, finishes it. So the evaluation every assertion reads is both a killed-and-resumed
+one and one whose limit grew (two engine starts in all). Bad configs and benchmark paths are refused before Ray
+starts."""
 
 import json
+import os
+import signal
 import subprocess
 import sys
+import time
 from collections import Counter
 
 import pyarrow.compute as pc
@@ -20,10 +25,10 @@ from tests.conftest import REPO, shared_file
 OUTPUT = "s3://distillery-test/evaluate-run"
 SAMPLES = 2
 LIMITS = {"gsm8k": 3, "math500": 2}
-FIRST_LIMITS = {"gsm8k": 1, "math500": 1}
+FIRST_LIMITS = {"gsm8k": 2, "math500": 2}
 
 
-def write_config(path, s3_server, limits: dict[str, int], **changes) -> None:
+def write_config(path, s3_server, limits: dict[str, int], batches_in_flight: int = 8, **changes) -> None:
     config = {
         "output": OUTPUT,
         "storage_options": s3_server,
@@ -32,7 +37,8 @@ def write_config(path, s3_server, limits: dict[str, int], **changes) -> None:
             "model": "smollm2-135m-instruct",
             "response_format": "answer_only",
             "system_prompt": "",
-            "engine": {"max_model_len": 1024, "enforce_eager": True, "dtype": "float32", "batches_in_flight": 8},
+            "engine": {"max_model_len": 1024, "enforce_eager": True, "dtype": "float32",
+                       "batches_in_flight": batches_in_flight},
             "sampling": {"max_tokens": 160},
         }],
         "benchmarks": [
@@ -56,26 +62,42 @@ def evaluate(config) -> subprocess.CompletedProcess:
     )
 
 
+def committed_problems(store: Store) -> int:
+    tables = (store.read_table(f"models/smollm2/{name}/samples", columns=["problem_id"]) for name in LIMITS)
+    return sum(0 if t is None else len(set(t.column("problem_id").to_pylist())) for t in tables)
+
+
 @pytest.fixture(scope="module")
 def evaluation(tmp_path_factory, s3_server):
-    """The first run (1 + 1 problems), what it committed, then the second run over all 3 + 2 problems."""
+    """The first run (2 + 2 problems, one at a time) killed after its first committed problem, what it committed,
+    then the second run over all 3 + 2 problems."""
     root = tmp_path_factory.mktemp("evaluate")
     config = root / "evaluate.yaml"
-    write_config(config, s3_server, FIRST_LIMITS)
-    first = evaluate(config)
-    assert first.returncode == 0, first.stderr[-4000:]
     store = Store(OUTPUT, s3_server)
+    # batches_in_flight is a scale setting, outside the config hash: the second run may change it.
+    write_config(config, s3_server, FIRST_LIMITS, batches_in_flight=1)
+    first = subprocess.Popen(
+        [sys.executable, "-m", "jobs.evaluate", "--config", str(config), "--no-progress"], cwd=REPO,
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True,
+    )
+    deadline = time.monotonic() + 900
+    while committed_problems(store) < 1:
+        assert first.poll() is None, first.stdout.read()[-4000:]
+        assert time.monotonic() < deadline, "the first problem was never committed"
+        time.sleep(0.5)
+    os.killpg(first.pid, signal.SIGKILL)
+    first.wait()
     before = {name: store.read_table(f"models/smollm2/{name}/samples") for name in LIMITS}
-    first_results = json.loads(store.read_text("results.json"))
+    assert 1 <= committed_problems(store) < sum(FIRST_LIMITS.values()), "killed mid-run"
     write_config(config, s3_server, LIMITS)
     second = evaluate(config)
     assert second.returncode == 0, second.stderr[-4000:]
-    return store, first_results, before, json.loads(store.read_text("results.json")), second.stdout
+    return store, before, json.loads(store.read_text("results.json")), second.stdout
 
 
 @pytest.mark.slow
 def test_every_problem_gets_all_its_samples_scored_in_parquet(evaluation):
-    store, _, _, results, _ = evaluation
+    store, _, results, _ = evaluation
     for name, limit in LIMITS.items():
         samples = store.read_table(f"models/smollm2/{name}/samples")
         assert samples.schema.equals(EVAL_SAMPLE_SCHEMA)
@@ -96,7 +118,7 @@ def test_every_problem_gets_all_its_samples_scored_in_parquet(evaluation):
 
 @pytest.mark.slow
 def test_results_are_a_recount_of_the_committed_samples(evaluation):
-    store, _, _, results, stdout = evaluation
+    store, _, results, stdout = evaluation
     for name, limit in LIMITS.items():
         samples = store.read_table(f"models/smollm2/{name}/samples")
         metrics = results["models"]["smollm2"][name]
@@ -119,7 +141,7 @@ def test_results_are_a_recount_of_the_committed_samples(evaluation):
 
 @pytest.mark.slow
 def test_results_record_the_protocol(evaluation):
-    _, _, _, results, _ = evaluation
+    _, _, results, _ = evaluation
     protocol = results["protocol"]
     model = protocol["models"]["smollm2"]
     assert model["sampling"] == {"temperature": 0.6, "top_p": 0.95, "max_tokens": 160, "seed": 0}
@@ -134,7 +156,7 @@ def test_results_record_the_protocol(evaluation):
 
 @pytest.mark.slow
 def test_the_report_is_written(evaluation, s3_server):
-    store, _, _, results, _ = evaluation
+    store, _, results, _ = evaluation
     assert results["report"].endswith("report/report.html")
     html = store.read_text("report/report.html")
     assert "smollm2" in html and "math500" in html
@@ -142,13 +164,15 @@ def test_the_report_is_written(evaluation, s3_server):
 
 
 @pytest.mark.slow
-def test_a_resumed_evaluation_never_generates_a_finished_problem_again(evaluation):
-    store, first_results, before, results, _ = evaluation
-    assert first_results["this_run"]["smollm2"]["problems"] == sum(FIRST_LIMITS.values())
-    # The second run generated only the problems the first had not finished...
-    assert results["this_run"]["smollm2"]["problems"] == sum(LIMITS.values()) - sum(FIRST_LIMITS.values())
+def test_a_killed_evaluation_resumes_without_generating_a_finished_problem_again(evaluation):
+    store, before, results, _ = evaluation
+    committed_before = sum(0 if t is None else len(set(t.column("problem_id").to_pylist())) for t in before.values())
+    # The second run generated only the problems the killed one had not committed...
+    assert results["this_run"]["smollm2"]["problems"] == sum(LIMITS.values()) - committed_before
     assert results["this_run"]["smollm2"]["samples"] == SAMPLES * results["this_run"]["smollm2"]["problems"]
     for name in LIMITS:
+        if before[name] is None:
+            continue
         after = store.read_table(f"models/smollm2/{name}/samples")
         kept = {r["problem_id"] for r in before[name].to_pylist()}
         # ...and the first run's samples are still there, exactly as written, once each.

@@ -3,6 +3,7 @@ actor pool, inputs and outputs on a real S3-compatible server (moto). A planted 
 reject is caught and attributed; a run over all the shared data checks that the job completes at that size; bad
 arguments and killed runs cost nothing: the previous run's output stays as it was."""
 
+import contextlib
 import json
 import os
 import shutil
@@ -20,7 +21,7 @@ import yaml
 
 from pipeline.schema import PREPROCESS_REJECT_SCHEMA, QUERY_SCHEMA
 from pipeline.storage import Store
-from tests.conftest import REPO, SHARED_DATA, shared_file
+from tests.conftest import REPO, SHARED_DATA, descendants_named, shared_file
 
 pytestmark = pytest.mark.slow
 
@@ -54,7 +55,8 @@ def run_job(inputs: list[str], output: str, benchmarks: list[str], config: dict,
 
 
 @pytest.fixture(scope="module")
-def planted(tmp_path_factory, s3_server):
+def planted_command(tmp_path_factory, s3_server) -> dict:
+    """The planted corpus and benchmarks, and the arguments of the run over them (`planted` runs it)."""
     tmp = tmp_path_factory.mktemp("preprocess")
     gsm_train = rows("queries/gsm8k_train.jsonl", 12)
     gsm_test, math500, aime24 = rows("benchmarks/gsm8k_test.jsonl", 30), rows("benchmarks/math500.jsonl", 30), rows(
@@ -106,7 +108,6 @@ def planted(tmp_path_factory, s3_server):
     for name, data in [("math500", math500), ("aime24", aime24)]:
         (bench_dir / f"{name}.jsonl").write_text("\n".join(map(json.dumps, data)) + "\n")
 
-    output = f"s3://{BUCKET}/preprocess-run"
     config = {
         "max_row_bytes": 4096,
         "dedup": {"partitions": 4},
@@ -116,11 +117,18 @@ def planted(tmp_path_factory, s3_server):
     }
     benchmarks = [f"s3://{BUCKET}/benchmarks/gsm8k_test.jsonl", str(bench_dir / "math500.jsonl"),
                   str(bench_dir / "aime24.jsonl"), "humaneval"]
-    summary = run_job([f"s3://{BUCKET}/corpus/queries.jsonl", str(parquet)], output, benchmarks, config, tmp)
+    return {"inputs": [f"s3://{BUCKET}/corpus/queries.jsonl", str(parquet)], "benchmarks": benchmarks,
+            "config": config, "tmp": tmp, "total": n_clean + len(planted_rows) + len(bad) + len(extra),
+            "gsm_test": gsm_test}
+
+
+@pytest.fixture(scope="module")
+def planted(planted_command, s3_server):
+    run = planted_command
+    output = f"s3://{BUCKET}/preprocess-run"
+    summary = run_job(run["inputs"], output, run["benchmarks"], run["config"], run["tmp"])
     store = Store(output, s3_server)
-    kept, rejects = store.read_table("kept"), store.read_table("rejects")
-    total = n_clean + len(planted_rows) + len(bad) + len(extra)
-    return summary, kept, rejects, total, gsm_test
+    return summary, store.read_table("kept"), store.read_table("rejects"), run["total"], run["gsm_test"]
 
 
 def by_id(rejects: pa.Table) -> dict[str, dict]:
@@ -209,6 +217,106 @@ def test_summary_counts_per_reason_and_source(planted):
         "gsm8k_test": {"contaminated_embedding": 1, "contaminated_ngram": 1},
         "math500": {"contaminated_embedding": 1, "contaminated_exact": 1},
     }
+
+
+# ---- a run killed in its last step resumes from it --------------------------------------------------------------
+
+EARLIER_STEPS = ["parse_filter", "exact_dedup", "near_dedup", "decontaminate"]
+
+
+def markers(fs: s3fs.S3FileSystem, output: str) -> dict[str, dict]:
+    """Step name → committed marker, of the one unfinished run under `output`."""
+    fs.invalidate_cache()
+    paths = fs.glob(f"{output}/_staging/*/steps/*/_SUCCESS")
+    assert len({path.split("/")[-4] for path in paths}) <= 1, paths
+    return {path.split("/")[-2]: json.loads(fs.cat(path)) for path in paths}
+
+
+def outcomes(output: str, options: dict) -> tuple[list[str], list[tuple]]:
+    """The kept ids, and each reject's origin, id, reason and matched item, in order."""
+    store = Store(output, options)
+    rejects = store.read_table("rejects").to_pylist()
+    return (sorted(store.column_values("kept", "id")),
+            sorted((r["origin"], r["id"] or "", r["reason"], r["matched_id"] or "") for r in rejects))
+
+
+@pytest.fixture(scope="module")
+def killed_in_embedding(planted_command, s3_server):
+    """The planted run, SIGKILLed (the job and its local Ray cluster) once its embedding step started; its staging
+    folder is also copied to a second output, for a run with another near-duplicate threshold."""
+    run, fs = planted_command, s3fs.S3FileSystem(**s3_server)
+    output = f"{BUCKET}/preprocess-killed"
+    config_path = run["tmp"] / "killed.yaml"
+    config_path.write_text(yaml.safe_dump(run["config"]))
+    log = run["tmp"] / "killed.log"
+    command = [sys.executable, "-m", "jobs.preprocess", "--input", *run["inputs"], "--output", f"s3://{output}",
+               "--benchmarks", *run["benchmarks"], "--config", str(config_path), "--no-progress"]
+    with log.open("w") as stdout:
+        killed = subprocess.Popen(command, cwd=REPO, stdout=stdout, stderr=subprocess.STDOUT, start_new_session=True)
+    tree: set[int] = set()
+    try:
+        deadline = time.monotonic() + 600
+        while "step 5/5 embedding: computing" not in log.read_text():
+            assert killed.poll() is None and time.monotonic() < deadline, log.read_text()[-4000:]
+            time.sleep(0.1)
+        tree = set(descendants_named(killed.pid, ""))
+    finally:
+        os.killpg(killed.pid, signal.SIGKILL)
+        killed.wait()
+        for pid in tree:  # Ray's processes that left the job's session
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+    committed = markers(fs, output)
+    assert sorted(committed) == sorted(EARLIER_STEPS), "killed in the embedding step, after the earlier ones"
+    assert not fs.exists(f"{output}/summary.json") and not fs.exists(f"{output}/kept")
+    staging = fs.glob(f"{output}/_staging/*")[0]
+    fs.copy(staging, f"{BUCKET}/preprocess-threshold/_staging/{staging.rsplit('/', 1)[1]}", recursive=True)
+    return {"output": f"s3://{output}", "markers": committed, "log": log.read_text()}
+
+
+def test_a_run_killed_in_the_embedding_step_resumes_there_and_ends_as_an_uninterrupted_run(
+        planted, planted_command, killed_in_embedding, s3_server):
+    run, killed = planted_command, killed_in_embedding
+    assert "step 1/5 parse_filter: computing" in killed["log"]
+    config_path = run["tmp"] / "resumed.yaml"
+    config_path.write_text(yaml.safe_dump(run["config"]))
+    result = job("--input", *run["inputs"], "--output", killed["output"], "--benchmarks", *run["benchmarks"],
+                 "--config", str(config_path))
+    assert result.returncode == 0, result.stderr[-4000:]
+    for number, step in enumerate(EARLIER_STEPS, start=1):
+        assert f"step {number}/5 {step}: reused" in result.stdout, result.stdout
+    assert "step 5/5 embedding: computing" in result.stdout and "step 5 embedding: computed" in result.stdout
+    summary = json.loads(Store(killed["output"], s3_server).read_text("summary.json"))
+    assert {step: report["status"] for step, report in summary["steps"].items()} == {
+        **{step: "reused" for step in EARLIER_STEPS}, "embedding": "computed"}
+    for step in EARLIER_STEPS:  # each was committed once, by the killed run, and never again
+        assert summary["steps"][step]["committed_at"] == killed["markers"][step]["committed_at"], step
+    assert summary["steps"]["embedding"]["rejected"] == {"contaminated_embedding": 3}
+    assert summary["steps"]["near_dedup"]["rejected"] == {"duplicate_near": 1}
+
+    uninterrupted = planted[0]
+    assert outcomes(killed["output"], s3_server) == outcomes(f"s3://{BUCKET}/preprocess-run", s3_server)
+    assert {k: summary[k] for k in ("rows_read", "kept", "rejected", "by_source", "contaminated_by_benchmark")} == {
+        k: uninterrupted[k] for k in ("rows_read", "kept", "rejected", "by_source", "contaminated_by_benchmark")}
+    fs = s3fs.S3FileSystem(**s3_server)
+    fs.invalidate_cache()
+    assert not fs.glob(f"{killed['output']}/_staging/*"), "staging is removed"
+
+
+def test_a_changed_near_duplicate_threshold_reuses_parsing_and_exact_dedup(planted_command, killed_in_embedding,
+                                                                           s3_server, tmp_path):
+    run, killed = planted_command, killed_in_embedding
+    output = f"s3://{BUCKET}/preprocess-threshold"
+    config = {**run["config"], "dedup": {**run["config"]["dedup"], "near": {"threshold": 0.99}}}
+    summary = run_job(run["inputs"], output, run["benchmarks"], config, tmp_path)
+    assert {step: report["status"] for step, report in summary["steps"].items()} == {
+        "parse_filter": "reused", "exact_dedup": "reused", "near_dedup": "computed", "decontaminate": "computed",
+        "embedding": "computed"}
+    for step in ("parse_filter", "exact_dedup"):
+        assert summary["steps"][step]["committed_at"] == killed["markers"][step]["committed_at"], step
+    assert summary["steps"]["near_dedup"]["rejected"] == {}, "the planted near duplicate is under 0.99"
+    assert "dup-near" in Store(output, s3_server).column_values("kept", "id")
+    assert summary["kept"] + sum(summary["rejected"].values()) == run["total"]
 
 
 # ---- all of the shared data -----------------------------------------------------------------------------------------

@@ -4,8 +4,8 @@ import pytest
 import yaml
 
 from pipeline.config import (
-    ConfigError, DistillConfig, EvaluateConfig, FilterConfig, PreprocessConfig, ServeConfig, TrainConfig, load_config,
-    parse_config,
+    ConfigError, DistillConfig, EvaluateConfig, ExperimentConfig, FilterConfig, PreprocessConfig, ServeConfig,
+    TrainConfig, load_config, parse_config,
 )
 from pipeline.loaders import parse_json_line
 from pipeline.schema import Query
@@ -30,6 +30,8 @@ SHIPPED = {
     "demo_filter.yaml": FilterConfig,
     "evaluate.yaml": EvaluateConfig,
     "evaluate_demo.yaml": EvaluateConfig,
+    "experiment_demo.yaml": ExperimentConfig,
+    "experiment_paper.yaml": ExperimentConfig,
     "filter.yaml": FilterConfig,
     "paper_distill.yaml": DistillConfig,
     "preprocess.yaml": PreprocessConfig,
@@ -71,6 +73,8 @@ def test_demo_reads_its_own_measured_query_set():
         pytest.param("teachers.0.response_format", "xml", "teachers.0.response_format", id="format"),
         pytest.param("teachers.0.response_format", "answer_only", "samples need reasoning", id="no-reasoning"),
         pytest.param("teachers.0.engine", {"replica": 2}, "teachers.0.engine.vllm.replica", id="typo"),
+        pytest.param("teachers.0.engine", {"replicas": 4, "max_replicas": 2},
+                     "teachers.0.engine.vllm: Value error, max_replicas", id="pool-range"),
         pytest.param("input.paths", [], "input.paths", id="no-inputs"),
     ],
 )
@@ -98,7 +102,8 @@ ENDPOINT = {"kind": "openai", "base_url": "http://a:1/v1"}
     "path, before, after",
     [
         ("input.paths", ["q.jsonl"], ["s3://bucket/moved.jsonl"]),
-        ("teachers.0.engine", {}, {"replicas": 8, "num_gpus": 2, "tensor_parallel_size": 2, "batches_in_flight": 8}),
+        ("teachers.0.engine", {}, {"replicas": 8, "max_replicas": 16, "num_gpus": 2, "tensor_parallel_size": 2,
+                                   "batches_in_flight": 8}),
         ("teachers.0.engine", ENDPOINT, {**ENDPOINT, "base_url": "http://moved:8000/v1", "max_concurrency": 64,
                                          "timeout_s": 30, "max_retries": 9, "api_key_env": "KEY"}),
         ("teachers.0.faults", {}, {"backoff_s": 9, "breaker_failure_rate": None}),

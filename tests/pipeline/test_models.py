@@ -14,7 +14,9 @@ from urllib.parse import urlparse
 import pytest
 import s3fs
 
-from pipeline.models import EMBEDDED_MODEL, materialize_embedded_model, resolve_model, resolve_tokenizer
+from pipeline.models import (
+    EMBEDDED_MODEL, materialize_embedded_model, resolve_model, resolve_tokenizer, trained_model_source,
+)
 
 MODEL_FILES = {
     "config.json": b'{"model_type": "llama", "v": 1}',
@@ -181,3 +183,24 @@ def test_local_paths_and_hub_ids_pass_through(source, cache):
 def test_the_embedded_default_resolves_to_its_converted_folder(embedded_dir, monkeypatch):
     monkeypatch.setenv("DISTILLERY_CACHE", str(embedded_dir.parents[1]))
     assert resolve_model(EMBEDDED_MODEL) == resolve_tokenizer(EMBEDDED_MODEL) == str(embedded_dir)
+
+
+@pytest.mark.parametrize("remote", [False, True], ids=["local", "s3"])
+def test_a_training_run_folder_names_its_final_model(tmp_path, s3_server, remote):
+    """Users name the `jobs.train` output; engines are given its `model/` folder. Anything else passes unchanged."""
+    files = {"model/config.json": b"{}", "checkpoints/step-4/config.json": b"{}", "train_log.jsonl": b""}
+    if remote:
+        fs = s3fs.S3FileSystem(**s3_server)
+        for name, data in files.items():
+            fs.pipe(f"distillery-test/train-run/{name}", data)
+        run, options = "s3://distillery-test/train-run", s3_server
+    else:
+        for name, data in files.items():
+            (tmp_path / "run" / name).parent.mkdir(parents=True, exist_ok=True)
+            (tmp_path / "run" / name).write_bytes(data)
+        run, options = str(tmp_path / "run"), None
+    assert trained_model_source(run, options) == f"{run}/model"
+    assert trained_model_source(f"{run}/", options) == f"{run}/model"
+    assert trained_model_source(f"{run}/model", options) == f"{run}/model"
+    for passed_through in (EMBEDDED_MODEL, "Qwen/Qwen2.5-32B", f"{run}/checkpoints/step-4"):
+        assert trained_model_source(passed_through, options) == passed_through

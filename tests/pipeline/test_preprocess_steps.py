@@ -10,7 +10,6 @@ from pipeline.config import NearDedupConfig, PreprocessConfig
 from pipeline.preprocess.benchmarks import BenchmarkItem
 from pipeline.preprocess.decontaminate import BenchmarkIndex
 from pipeline.preprocess.dedup import near_duplicates
-from pipeline.preprocess.embeddings import EMBEDDED_EMBEDDING_MODEL, Embedder
 from pipeline.preprocess.normalize import normalize
 from pipeline.preprocess.steps import (
     STREAM_SCHEMA,
@@ -20,7 +19,6 @@ from pipeline.preprocess.steps import (
     input_position,
     mark_benchmark_matches,
     mark_by_rank,
-    mark_embedding_matches,
     mark_exact_duplicates,
     prepare_batch,
     signatures_of,
@@ -123,16 +121,6 @@ def test_benchmark_matches_mark_open_rows_only(stream):
     match = (rows[3]["reason"], rows[3]["matched_id"], rows[3]["matched_source"])
     assert match == ("contaminated_exact", "t-1", "trains")
     assert rows[4]["reason"] == "too_short", "a filtered row is not matched again"
-
-
-def test_embedding_matches_use_the_nearest_item_and_the_threshold(stream):
-    embed = Embedder(EMBEDDED_EMBEDDING_MODEL, batch_size=8)
-    items = [BenchmarkItem("t-1", "trains", normalize(TRAIN.replace("noon", "12 o'clock")))]
-    vectors = embed([i.text for i in items])
-    rows = mark_embedding_matches(stream, embed, items, vectors, threshold=0.85).to_pylist()
-    assert [r["reason"] for r in rows[:4]] == [None, None, None, "contaminated_embedding"]
-    assert rows[3]["matched_id"] == "t-1" and 0.85 <= rows[3]["similarity"] <= 1.0
-    assert mark_embedding_matches(stream, embed, items, vectors, threshold=1.01).column("reason").to_pylist()[3] is None
 
 
 def test_near_dedup_can_be_switched_off():

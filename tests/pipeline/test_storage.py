@@ -48,10 +48,11 @@ def test_text_files_round_trip(store):
     assert store.exists("config.json") and store.read_text("config.json") == '{"a": 1}'
 
 
-def test_a_folder_names_its_data_files_but_not_markers_or_staging(tmp_path):
+def test_a_folder_names_its_data_files_but_not_markers_staging_or_its_dataset_card(tmp_path):
     import fsspec
 
-    for name in ["b.parquet", "a.jsonl", "nested/c.parquet", "_SUCCESS", "_staging/d.parquet", "nested/.hidden"]:
+    for name in ["b.parquet", "a.jsonl", "nested/c.parquet", "_SUCCESS", "_staging/d.parquet", "nested/.hidden",
+                 "README.md"]:
         (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
         (tmp_path / name).write_text("x")
     fs = fsspec.filesystem("file")
