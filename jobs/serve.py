@@ -38,9 +38,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         config = load_config(ServeConfig, args.config)
         check_model(config.model, config.storage_options)
-        config = config.model_copy(update={
-            "model": trained_model_source(config.model, config.storage_options), "served_model_name": config.model_name
-        })
+        trained = trained_model_source(config.model, config.storage_options)
+        if trained != config.model:  # a jobs.train output folder: its model/, under the folder's name
+            config = config.model_copy(update={"model": trained, "served_model_name": config.model_name})
     except ConfigError as err:
         print(err, file=sys.stderr)
         return 2

@@ -19,6 +19,7 @@ import pytest
 import s3fs
 import yaml
 
+from pipeline.config import NearDedupConfig
 from pipeline.schema import PREPROCESS_REJECT_SCHEMA, QUERY_SCHEMA
 from pipeline.storage import Store
 from tests.conftest import REPO, SHARED_DATA, descendants_named, shared_file
@@ -163,7 +164,7 @@ def test_duplicates_point_at_the_kept_query(planted):
     assert (cross_file["reason"], cross_file["matched_id"]) == ("duplicate_exact", "clean-2")
     assert cross_file["origin"].endswith("extra.parquet#row")
     assert (near["reason"], near["matched_id"], near["matched_source"]) == ("duplicate_near", "clean-1", "queries")
-    assert 0.8 <= near["similarity"] < 1.0
+    assert NearDedupConfig().threshold <= near["similarity"] < 1.0
     assert {"clean-0", "clean-1", "clean-2"} <= set(kept.column("id").to_pylist())
 
 
@@ -334,9 +335,11 @@ def test_all_shared_queries_against_all_benchmarks(tmp_path):
     lines = sum(len([line for line in Path(p).read_bytes().split(b"\n") if line.strip()]) for p in inputs)
     assert summary["rows_read"] == lines == 17_867
     assert summary["kept"] + sum(summary["rejected"].values()) == lines
-    # The train splits overlap their test sets: MATH train with MATH500 and GSM8K train with GSM8K test.
+    # MATH train holds problems of MATH500. GSM8K's train and test splits share story templates but not problems: a
+    # twin states other numbers, so the number check keeps (nearly) all of them.
     contaminated = summary["contaminated_by_benchmark"]
-    assert contaminated["math500"]["contaminated_ngram"] > 0 and contaminated["gsm8k_test"]["contaminated_ngram"] > 0
+    assert contaminated["math500"]["contaminated_ngram"] > 0
+    assert sum(contaminated.get("gsm8k_test", {}).values()) <= 5
     assert summary["by_source"]["math_train"].get("contaminated_ngram", 0) > 0
     assert summary["kept"] > 0.97 * lines
 

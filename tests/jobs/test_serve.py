@@ -81,6 +81,16 @@ def test_the_deploy_config_builds_the_same_app_from_the_config_as_written(tmp_pa
     assert rebuilt.model_dump(exclude={"http"}) == written.model_dump(exclude={"http"})
 
 
+def test_a_training_run_is_served_from_its_model_folder_under_the_run_name(tmp_path):
+    run = tmp_path / "student-run"
+    (run / "model").mkdir(parents=True)
+    (run / "model" / "config.json").write_text("{}")
+    result = serve_job("--config", str(write_config(tmp_path, model=str(run))), "--print-deploy-config", "-")
+    assert result.returncode == 0, result.stderr
+    [app] = yaml.safe_load(result.stdout)["applications"]
+    assert (app["args"]["model"], app["args"]["served_model_name"]) == (str(run / "model"), "student-run")
+
+
 def test_the_shipped_configs_agree():
     """configs/serve_deploy.yaml is what `--print-deploy-config` makes of configs/serve.yaml."""
     result = serve_job("--config", "configs/serve.yaml", "--print-deploy-config", "-")
