@@ -2,8 +2,9 @@
 
 Output layout under `config.output`:
     config.json                       resolved config and its hash
-    queries/                          every valid input query, in the query format (written once)
+    queries/                          the first valid row of each id, in the query format (written once, unordered)
     rejects/                          malformed input rows, with origin and reason
+    _ingest/                          ingest's valid rows in input order, while it runs (removed when it is done)
     teachers/<name>/accepted/         samples that passed verification
     teachers/<name>/rejects/          queries the teacher never got accepted, with reason
     teachers/<name>/attempts/         every generated candidate and its verdict
@@ -30,6 +31,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import ray
 from tqdm import tqdm
 
@@ -44,12 +46,18 @@ from pipeline.config import ConfigError, DistillConfig, TeacherConfig
 from pipeline.engine import REQUEST_FAILURES
 from pipeline.loaders import parse_json_line, parsed_row
 from pipeline.plots import response_length_figure
-from pipeline.report import read_teacher, teacher_yield
+from pipeline.report import teacher_yield
 from pipeline.resources import INGEST_CPUS_PER_TASK, plan_resources
 from pipeline.schema import ATTEMPT_SCHEMA, QUERY_SCHEMA, REJECT_SCHEMA, SAMPLE_SCHEMA, Reject
 from pipeline.storage import ShardWriter, Store, new_run_tag
 
 LENGTH_PLOT = "plots/response_tokens.png"
+# Ingest's valid rows numbered in input order, before duplicate ids are sorted out; removed once ingest is done.
+INGEST_STAGING = "_ingest"
+STAGED_QUERY_SCHEMA = pa.schema([*QUERY_SCHEMA, ("origin", pa.string()), ("position", pa.int64())])
+# Queries per partition of a hash join or aggregate: one aggregator holds a partition at a time, so its memory stays
+# bounded as the corpus grows.
+QUERIES_PER_PARTITION = 100_000
 
 @dataclass
 class TeacherReport:
@@ -77,6 +85,8 @@ def run_distill(config: DistillConfig, progress: bool = True, engine_class: str 
     for i, served in enumerate(config.teachers):
         if served.engine.kind == "vllm":
             check_model(served.model, config.storage_options, f"teachers.{i}.model")
+        elif served.engine.kind == "reference":
+            check_inputs(served.engine.paths, config.storage_options)
     if config.judge is not None and config.judge.engine.kind == "vllm":
         check_model(config.judge.model, config.storage_options, "judge.model")
     config_hash = config.config_hash()
@@ -126,15 +136,20 @@ def write_length_plot(config: DistillConfig, store: Store) -> str:
 
 
 def ingest(config: DistillConfig, store: Store, config_hash: str, progress: bool) -> dict[str, Any]:
-    """Parse every input row once into `queries/` or `rejects/`; a completed ingest is marked and never redone."""
+    """Parse every input row once into `queries/` or `rejects/`; a completed ingest is marked and never redone.
+
+    The driver reads the rows in input order and numbers the valid ones into `_ingest/`; which row of an id comes
+    first is then decided on the cluster (`keep_first_occurrences`), so the driver holds no set of ids: its memory does
+    not grow with the corpus. Only `input.limit` keeps the ids seen on the driver, at most `limit` of them, to stop
+    reading at the limit'th distinct valid row."""
     if store.exists("queries", "_SUCCESS"):
         return json.loads(store.read_text("queries/_SUCCESS"))
-    store.remove("queries")
-    store.remove("rejects")
+    for folder in ("queries", "rejects", INGEST_STAGING):
+        store.remove(folder)
 
     ctx = ray.data.DataContext.get_current()
     preserve = ctx.execution_options.preserve_order
-    ctx.execution_options.preserve_order = True  # `input.limit` takes the first N valid rows, deterministically
+    ctx.execution_options.preserve_order = True  # input order decides which row of an id is kept, and `input.limit`
     try:
         max_bytes = config.input.max_row_bytes
         dataset = read_raw_rows(config.input.paths, config.storage_options).map(
@@ -142,39 +157,40 @@ def ingest(config: DistillConfig, store: Store, config_hash: str, progress: bool
             num_cpus=INGEST_CPUS_PER_TASK,
         )
         tag = new_run_tag()
-        queries = ShardWriter(store, "queries", QUERY_SCHEMA, 4096, config.flush_seconds, tag)
+        staged = ShardWriter(store, INGEST_STAGING, STAGED_QUERY_SCHEMA, 4096, config.flush_seconds, tag)
         rejects = ShardWriter(store, "rejects", REJECT_SCHEMA, 4096, config.flush_seconds, tag)
-        seen: set[str] = set()
+        limit = config.input.limit
+        limited_ids: set[str] = set()  # only with `input.limit`: at most `limit` ids
         reasons: Counter[str] = Counter()
+        position = 0  # of the valid rows, in input order
         bar = tqdm(desc="ingest", unit="rows", disable=not progress)
         for row in dataset.iter_rows():
             bar.update(1)
-            if row["query"] is None:
-                reject = Reject(
-                    id=None, origin=row["origin"], stage="input", teacher=None, reason=row["reason"],
-                    detail=row["detail"], raw=row["raw"], config_hash=config_hash,
-                )
-            else:
+            if row["query"] is not None:
                 query = json.loads(row["query"])
-                if query["id"] not in seen:
-                    seen.add(query["id"])
-                    queries.add([query])
-                    if config.input.limit and len(seen) >= config.input.limit:
+                staged.add([{**query, "origin": row["origin"], "position": position}])
+                position += 1
+                if limit:
+                    limited_ids.add(query["id"])
+                    if len(limited_ids) >= limit:
                         break
-                    continue
-                reject = Reject(
-                    id=query["id"], origin=row["origin"], stage="input", teacher=None, reason="duplicate_id",
-                    detail="an earlier row has the same id", config_hash=config_hash,
-                )
-            reasons[reject.reason] += 1
-            rejects.add([reject.model_dump(mode="json")])
+                continue
+            reasons[row["reason"]] += 1
+            rejects.add([Reject(
+                id=None, origin=row["origin"], stage="input", teacher=None, reason=row["reason"],
+                detail=row["detail"], raw=row["raw"], config_hash=config_hash,
+            ).model_dump(mode="json")])
         bar.close()
     finally:
         ctx.execution_options.preserve_order = preserve
-    queries.flush()
+    staged.flush()
+    queries, duplicates = keep_first_occurrences(store, staged.rows_written, rejects, config_hash, tag, progress)
     rejects.flush()
-    counts = {"queries": len(seen), "rejected": dict(reasons), "rows_read": len(seen) + sum(reasons.values())}
-    if not seen:
+    store.remove(INGEST_STAGING)
+    if duplicates:
+        reasons["duplicate_id"] = duplicates
+    counts = {"queries": queries, "rejected": dict(reasons), "rows_read": queries + sum(reasons.values())}
+    if not queries:
         # Not marked done: the same output folder takes the corrected input.
         raise ConfigError(
             f"input: no valid queries in {', '.join(config.input.paths)} ({counts['rows_read']} rows read, "
@@ -182,6 +198,57 @@ def ingest(config: DistillConfig, store: Store, config_hash: str, progress: bool
         )
     store.write_text("queries/_SUCCESS", json.dumps(counts))
     return counts
+
+
+def keep_first_occurrences(
+    store: Store, rows: int, rejects: ShardWriter, config_hash: str, tag: str, progress: bool
+) -> tuple[int, int]:
+    """Each id's first staged row (the lowest `position`) goes to `queries/`, every later one to `rejects` as
+    `duplicate_id`; returns (queries, duplicates). The first position of each id is a hash aggregate on the cluster,
+    joined back to the rows by a hash join: the driver only writes the joined batches, one at a time."""
+    if not rows:
+        return 0, 0
+    fs = store.arrow_filesystem()
+    staged = ray.data.read_parquet(store.path(INGEST_STAGING), filesystem=fs, num_cpus=INGEST_CPUS_PER_TASK)
+    firsts = (
+        staged.select_columns(["id", "position"]).groupby("id", num_partitions=join_partitions(rows)).min("position")
+        .rename_columns({"min(position)": "first_position"})
+    )
+    joined = hash_join(staged, firsts, "inner", rows)
+    queries = duplicates = 0
+    bar = tqdm(desc="ingest: first row of each id", total=rows, unit="rows", disable=not progress)
+    for sequence, batch in enumerate(joined.iter_batches(batch_size=4096, batch_format="pyarrow")):
+        first = pc.equal(batch.column("position"), batch.column("first_position"))
+        kept = batch.filter(first).select(QUERY_SCHEMA.names).cast(QUERY_SCHEMA)
+        if kept.num_rows:
+            store.write_shard("queries", f"part-{tag}-{sequence:05d}.parquet", kept)
+        later = batch.filter(pc.invert(first)).select(["id", "origin"]).to_pylist()
+        rejects.add(
+            Reject(
+                id=row["id"], origin=row["origin"], stage="input", teacher=None, reason="duplicate_id",
+                detail="an earlier row has the same id", config_hash=config_hash,
+            ).model_dump(mode="json")
+            for row in later
+        )
+        queries += kept.num_rows
+        duplicates += len(later)
+        bar.update(batch.num_rows)
+    bar.close()
+    return queries, duplicates
+
+
+def join_partitions(rows: int) -> int:
+    return max(1, rows // QUERIES_PER_PARTITION)
+
+
+def hash_join(left: ray.data.Dataset, right: ray.data.Dataset, join_type: str, rows: int) -> ray.data.Dataset:
+    """`left` joined with `right` on `id`, hash-partitioned over the cluster for `rows` rows on the larger side. The
+    aggregators ask for no CPU: a shuffle task holds its CPU until an aggregator takes its rows, so an aggregator left
+    waiting for a CPU behind the engine pools, and the tasks holding the rest, would wait on each other for ever."""
+    return left.join(
+        right, join_type=join_type, on=("id",), num_partitions=join_partitions(rows),
+        aggregator_ray_remote_args={"num_cpus": 0},
+    )
 
 
 # ---- distill ------------------------------------------------------------------------------------------------------
@@ -192,19 +259,20 @@ def distill_teacher(
     progress: bool, engine_class: str | None = None, position: int = 0,
 ) -> TeacherReport:
     base = f"teachers/{teacher.name}"
-    done = store.column_values(f"{base}/accepted", "id") | store.column_values(f"{base}/rejects", "id")
+    finished = store.shards(f"{base}/accepted") + store.shards(f"{base}/rejects")
     total = json.loads(store.read_text("queries/_SUCCESS"))["queries"]
     started = time.monotonic()
     tokens = 0
     generation_s = 0.0
     stopped = None
-    pending = total - len(done)
+    # Each query is in at most one of those folders (a query is generated only while in neither): their rows count it.
+    pending = total - sum(store.count_rows(f"{base}/{folder}") for folder in ("accepted", "rejects"))
     if pending > 0:
-        dataset = ray.data.read_parquet(
-            store.path("queries"), filesystem=store.arrow_filesystem(), num_cpus=INGEST_CPUS_PER_TASK
-        )
-        if done:
-            dataset = dataset.filter(lambda row, done=frozenset(done): row["id"] not in done)
+        fs = store.arrow_filesystem()
+        dataset = ray.data.read_parquet(store.path("queries"), filesystem=fs, num_cpus=INGEST_CPUS_PER_TASK)
+        if finished:  # a resumed run: the queries minus those finished, by a hash join on the cluster
+            finished_ids = ray.data.read_parquet(finished, filesystem=fs, num_cpus=INGEST_CPUS_PER_TASK)
+            dataset = hash_join(dataset, finished_ids.select_columns(["id"]), "left_anti", total)
         dataset = map_engine_stage(
             dataset.repartition(target_num_rows_per_block=teacher.engine.batch_size), TeacherStage, teacher.engine,
             {
@@ -277,9 +345,18 @@ def stop_message(teacher: str, breaker: CircuitBreaker, last_reject: dict) -> st
 def _teacher_report(
     store: Store, name: str, total: int, tokens: int, wall_s: float, generation_s: float
 ) -> TeacherReport:
-    """Counts come from what is committed, so a resumed run reports the whole dataset, not just its own share."""
-    tables = read_teacher(store, name)
-    counts = teacher_yield(total, tables.accepted, tables.rejects, tables.attempts)
+    """Counts come from what is committed, so a resumed run reports the whole dataset, not just its own share. Only
+    the columns they need are read: a few bytes a row, where whole rows would grow the driver with the run."""
+    base = f"teachers/{name}"
+
+    def read(folder: str, schema: pa.Schema, columns: list[str]) -> pa.Table:
+        table = store.read_table(f"{base}/{folder}", columns=columns)
+        return schema.empty_table().select(columns) if table is None else table
+
+    counts = teacher_yield(
+        total, read("accepted", SAMPLE_SCHEMA, ["attempts"]), read("rejects", REJECT_SCHEMA, ["reason", "attempts"]),
+        read("attempts", ATTEMPT_SCHEMA, ["completion_tokens"]),
+    )
     return TeacherReport(
         name=name,
         queries=total,

@@ -8,7 +8,11 @@ from typing import Any
 from pipeline.config import ServedModel
 from pipeline.engine import Engine
 
-ENGINES = {"vllm": "actors.vllm_engine:VLLMEngine", "openai": "actors.openai_engine:OpenAIEngine"}
+ENGINES = {
+    "vllm": "actors.vllm_engine:VLLMEngine",
+    "openai": "actors.openai_engine:OpenAIEngine",
+    "reference": "pipeline.reference_samples:ReferenceEngine",
+}
 
 
 def build_engine(

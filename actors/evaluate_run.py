@@ -64,7 +64,7 @@ def run_evaluate(config: EvaluateConfig, progress: bool = True) -> dict[str, Any
     config_hash = config.config_hash()
     store.claim(config_hash, config.model_dump(mode="json"))
     model_cpus = max(m.engine.num_cpus * pool_range(m.engine)[1] for m in models)
-    connect_ray(config.ray, local_cluster_cpus(model_cpus + verifier_config.num_cpus * verifier_config.replicas,
+    connect_ray(config.ray, local_cluster_cpus(model_cpus + verifier_config.num_cpus * pool_range(verifier_config)[1],
                                                config.ray))
     print(f"[distillery] evaluate: config {config_hash}; " + ", ".join(
         f"{name} {len(b.queries)} problems x {config_benchmark(config, name).samples_per_problem()}"

@@ -61,7 +61,7 @@ from pipeline.preprocess.steps import (
     prepare_batch,
     signatures_of,
 )
-from pipeline.resources import INGEST_CPUS_PER_TASK, local_cluster_cpus
+from pipeline.resources import INGEST_CPUS_PER_TASK, local_cluster_cpus, pool_range
 from pipeline.schema import PREPROCESS_REJECT_SCHEMA, QUERY_SCHEMA
 from pipeline.storage import Store, new_run_tag, replace_with
 
@@ -85,7 +85,7 @@ def run_preprocess(
     for step in plan[reusable:]:  # a killed step's partial output, or one computed with other settings
         store.remove(step_folder(staging, step.name))
     embedding = config.decontamination.embedding
-    embedding_cpus = embedding.num_cpus * embedding.replicas if embedding else 0.0
+    embedding_cpus = embedding.num_cpus * pool_range(embedding)[1] if embedding else 0.0
     connect_ray(config.ray, local_cluster_cpus(embedding_cpus, config.ray))
     ray.data.DataContext.get_current().enable_progress_bars = progress
     config_hash = config.config_hash()
@@ -112,7 +112,7 @@ def run_preprocess(
             fn_constructor_kwargs={"items": items, "config": embedding},
             batch_size=embedding.batch_size,
             batch_format="pyarrow",
-            compute=ray.data.ActorPoolStrategy(size=embedding.replicas),
+            compute=ray.data.ActorPoolStrategy(min_size=pool_range(embedding)[0], max_size=pool_range(embedding)[1]),
             num_cpus=embedding.num_cpus,
             num_gpus=embedding.num_gpus,
         ),

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import posixpath
 from pathlib import Path
 from typing import Annotated, Any, Literal, TypeVar, Union
@@ -109,8 +110,9 @@ class VLLMEngineConfig(_Strict):
     reasoning_parser: str | None = Field(
         None,
         description=(
-            "a vLLM reasoning parser (`deepseek_r1`, `qwen3`, ...) that splits the generated text into reasoning and"
-            " answer, written back as `<think>…</think>` then the answer: for templates that open `<think>` in the prompt"
+            "a vLLM reasoning parser (`deepseek_r1`, `qwen3`, ...) that splits the generated text into reasoning"
+            " and answer, written back as `<think>…</think>` then the answer: for templates that open `<think>` in the"
+            " prompt"
         ),
     )
 
@@ -167,6 +169,32 @@ class OpenAIEngineConfig(_Strict):
         return _replica_range(self)
 
 
+class ReferenceEngineConfig(_Strict):
+    """A dataset's own worked solutions as a teacher (GSM8K, MATH): each query is answered by the solution of the
+    row with the same question in `paths`, then verified like any teacher's answer. Nothing is generated, so it
+    costs no tokens: the baseline source the distilled teachers are compared with."""
+
+    kind: Literal["reference"]
+    # Like `input.paths`, where the files are is not what they hold: a moved file changes no data.
+    paths: list[str] = Field(min_length=1, description="GSM8K or MATH JSONL files, local or object storage",
+                             json_schema_extra=SCALE)
+    replicas: int = Field(1, ge=1, json_schema_extra=SCALE)
+    max_replicas: int | None = Field(None, ge=1, description=MAX_REPLICAS, json_schema_extra=SCALE)
+    num_cpus: float = Field(0.25, ge=0.0, json_schema_extra=SCALE)
+    batch_size: int = Field(1, ge=1, json_schema_extra=SCALE)
+    batches_in_flight: int = Field(64, ge=1, json_schema_extra=SCALE)
+
+    @field_validator("paths")
+    @classmethod
+    def _absolute(cls, paths: list[str]) -> list[str]:
+        """Local paths as absolute ones: the engine's actors may run in another folder."""
+        return [p if "://" in p else os.path.abspath(p) for p in paths]
+
+    @model_validator(mode="after")
+    def _replicas(self) -> "ReferenceEngineConfig":
+        return _replica_range(self)
+
+
 def _engine_kind(value: Any) -> str:
     """`kind` may be left out: a local vLLM pool is the default engine."""
     return value.get("kind", "vllm") if isinstance(value, dict) else value.kind
@@ -174,6 +202,12 @@ def _engine_kind(value: Any) -> str:
 
 EngineConfig = Annotated[
     Union[Annotated[VLLMEngineConfig, Tag("vllm")], Annotated[OpenAIEngineConfig, Tag("openai")]],
+    Discriminator(_engine_kind),
+]
+# Teachers may also answer from a dataset's solutions; a judge or a model under evaluation must generate.
+TeacherEngineConfig = Annotated[
+    Union[Annotated[VLLMEngineConfig, Tag("vllm")], Annotated[OpenAIEngineConfig, Tag("openai")],
+          Annotated[ReferenceEngineConfig, Tag("reference")]],
     Discriminator(_engine_kind),
 ]
 
@@ -209,6 +243,7 @@ class FaultPolicy(_Strict):
 
 class TeacherConfig(ServedModel):
     name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$")
+    engine: TeacherEngineConfig = Field(default_factory=VLLMEngineConfig)
     system_prompt: str | None = None
     response_format: ResponseFormat = "think_answer"
     sampling: dict[str, SamplingConfig] = Field(
@@ -257,7 +292,8 @@ class InputConfig(_Strict):
 
 
 class VerifierConfig(_Strict):
-    replicas: int = Field(2, ge=1, json_schema_extra=SCALE)
+    replicas: int = Field(2, ge=1, description="checker actors, the fewest the pool keeps", json_schema_extra=SCALE)
+    max_replicas: int | None = Field(None, ge=1, description=MAX_REPLICAS, json_schema_extra=SCALE)
     num_cpus: float = Field(0.5, ge=0.0, json_schema_extra=SCALE)
     math_timeout_s: float = Field(10.0, gt=0.0, description="hard wall-clock limit per math verification")
     code: bool = Field(
@@ -269,6 +305,10 @@ class VerifierConfig(_Strict):
     code_wall_s: float = Field(5.0, gt=0.0, description="wall-clock limit per test run")
     code_cpu_s: int = Field(5, ge=1, description="CPU-time limit per test run")
     code_memory_mb: int = Field(512, ge=64, description="address-space limit per test run")
+
+    @model_validator(mode="after")
+    def _replicas(self) -> "VerifierConfig":
+        return _replica_range(self)
 
 
 class JudgeConfig(ServedModel):
@@ -625,9 +665,10 @@ class EmbeddingConfig(_Strict):
                                   "are shared by chance")
     candidates: int = Field(5, ge=1, description="nearest benchmark items tried per query, nearest first")
     batch_size: int = Field(128, ge=1, description="texts per batch, for the model and for Ray Data")
-    replicas: int = Field(1, ge=1)
-    num_cpus: float = Field(1.0, ge=0.0, description="per replica")
-    num_gpus: float = Field(0.0, ge=0.0, description="per replica; > 0 with device cuda")
+    replicas: int = Field(1, ge=1, json_schema_extra=SCALE)
+    max_replicas: int | None = Field(None, ge=1, description=MAX_REPLICAS, json_schema_extra=SCALE)
+    num_cpus: float = Field(1.0, ge=0.0, description="per replica", json_schema_extra=SCALE)
+    num_gpus: float = Field(0.0, ge=0.0, description="per replica; > 0 with device cuda", json_schema_extra=SCALE)
 
     @model_validator(mode="before")
     @classmethod
@@ -658,7 +699,7 @@ class EmbeddingConfig(_Strict):
             raise ValueError(f"device: {self.device} with num_gpus {self.num_gpus} (cuda needs num_gpus > 0)")
         if self.device == "cuda" and self.backend != "torch":
             raise ValueError(f"backend: {self.backend} runs on CPU (onnxruntime); on cuda use torch")
-        return self
+        return _replica_range(self)
 
 
 class DecontaminationConfig(_Strict):

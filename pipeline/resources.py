@@ -6,7 +6,9 @@ import math
 import os
 from dataclasses import dataclass
 
-from pipeline.config import DistillConfig, EngineConfig, RayConfig, ServedModel, VerifyJobConfig
+from pipeline.config import (
+    DistillConfig, EmbeddingConfig, EngineConfig, RayConfig, ServedModel, VerifierConfig, VerifyJobConfig,
+)
 
 # Reading and parsing are light; they must never starve the engines of a small cluster.
 INGEST_CPUS_PER_TASK = 0.25
@@ -30,8 +32,8 @@ class ResourcePlan:
         return text
 
 
-def pool_range(engine: EngineConfig) -> tuple[int, int]:
-    """(fewest, most) replicas of an engine pool: a fixed pool has `replicas` of each."""
+def pool_range(engine: EngineConfig | EmbeddingConfig | VerifierConfig) -> tuple[int, int]:
+    """(fewest, most) replicas of an actor pool: a fixed pool has `replicas` of each."""
     return engine.replicas, engine.max_replicas or engine.replicas
 
 
@@ -43,7 +45,7 @@ def stage_resources(engine: EngineConfig) -> tuple[float, float]:
 def plan_resources(config: DistillConfig | VerifyJobConfig, host_cpus: int | None = None) -> ResourcePlan:
     teacher_cpus, teacher_gpus = _pool_resources(getattr(config, "teachers", []))
     judge_cpus, judge_gpus = _pool_resources([config.judge] if config.judge else [])
-    verifier_cpus = config.verifiers.num_cpus * config.verifiers.replicas
+    verifier_cpus = config.verifiers.num_cpus * pool_range(config.verifiers)[1]  # at its largest, as engines
     local = local_cluster_cpus(teacher_cpus + verifier_cpus + judge_cpus, config.ray, host_cpus)
     return ResourcePlan(teacher_cpus, teacher_gpus, verifier_cpus, judge_cpus, judge_gpus, local)
 

@@ -67,15 +67,15 @@ class MinHasher:
 
     def form_signatures(self, forms: Sequence[tuple[str, tuple[str, ...]]]) -> tuple[np.ndarray, np.ndarray]:
         """`signatures` from near forms (`normalize.near_form`)."""
-        present = np.array([i for i, (form, _) in enumerate(forms) if form], dtype=np.int64)
-        if not len(present):
-            return np.empty((0, self.num_perm), dtype=np.uint32), present
+        present = [i for i, (form, _) in enumerate(forms) if form]
+        if not present:
+            return np.empty((0, self.num_perm), dtype=np.uint32), np.array(present, dtype=np.int64)
         hashes, offsets = shingle_hashes([forms[i][0].encode() for i in present], self.shingle_size)
         matrix = self._digests(hashes, offsets, self.num_perm, self.seed)
         values = array.array("I", chain.from_iterable(matrix.to_rows()))  # the one way out of rensa's matrix
         signatures = np.frombuffer(values, dtype=np.uint32).reshape(len(present), self.num_perm)
-        salts = np.fromiter((numbers_salt(forms[i][1]) for i in present), np.uint32, len(present))
-        return signatures ^ salts[:, None], present
+        salts = np.array([numbers_salt(forms[i][1]) for i in present], dtype=np.uint32)
+        return signatures ^ salts[:, None], np.array(present, dtype=np.int64)
 
     def band_keys(self, signatures: np.ndarray) -> np.ndarray:
         """(rows, bands) uint64: equal keys in a column mean equal signature values in that band (up to collisions,

@@ -55,15 +55,19 @@ _TENS = {
 _SCALES = {"hundred": 100, "thousand": 1_000, "million": 1_000_000, "billion": 1_000_000_000}
 _NUMBER_WORDS = frozenset([*_UNITS, *_TENS, *_SCALES])
 # Words and numbers of the near form. A number keeps its thousands separators and decimals, to be rewritten as one
-# canonical string; letters and digits are separate tokens ("3x" is "3 x"); everything else separates tokens.
-_NEAR_TOKEN = re.compile(r"\d+(?:,\d{3})*(?:\.\d+)?|(?<![\w.])\.\d+|[^\W\d]+")
+# canonical string; letters and digits are separate tokens ("3x" is "3 x"); everything else separates tokens. (Each
+# branch starts with a character class and nothing backtracks, so `re` skips the text between tokens quickly: words
+# first, the lookbehind of ".5" after its dot, possessive repeats.)
+_NEAR_TOKEN = re.compile(r"[^\W\d]++|\d++(?:,\d{3})*+(?:\.\d+)?+|\.(?<![\w.]\.)\d++")
+# Only a number with a separator or a leading dot is rewritten; a text without one skips that pass.
+_SEPARATED_NUMBER = re.compile(r"[,.]\d")
 
 
 def _canonical_number(token: str) -> str:
-    """"1,000" → "1000", "5.50" → "5.5", "7.0" → "7", ".5" → "0.5"."""
+    """"1,000" → "1000", "5.50" → "5.5", "7.0" → "7", ".5" → "0.5", ".0" → "0"."""
     token = token.replace(",", "")
     if "." in token:
-        token = token.rstrip("0").rstrip(".")
+        token = token.rstrip("0").rstrip(".") or "0"  # ".0"
         if token.startswith("."):
             token = "0" + token
     return token
@@ -95,7 +99,7 @@ def _spelled_value(run: list[str]) -> list[str]:
                 total, current = 0, scale
             previous = "scale"
             continue
-        if word.isdigit():
+        if word.isdecimal():
             kind, value = "digits", int(word)
         else:
             kind, value = ("tens", _TENS[word]) if word in _TENS else ("unit", _UNITS[word])
@@ -121,7 +125,7 @@ def near_form(normalized: str) -> tuple[str, tuple[str, ...]]:
     if "\\" in text:
         text = _LATEX_FRAC.sub(r"\\frac", _LATEX_LAYOUT.sub(" ", text))
     tokens = _NEAR_TOKEN.findall(text)
-    if any(token[0] in "0123456789." for token in tokens):
+    if _SEPARATED_NUMBER.search(text):
         tokens = [_canonical_number(token) if token[0] in "0123456789." else token for token in tokens]
     if not _NUMBER_WORDS.isdisjoint(tokens):
         tokens = _digits_for_words(tokens)
@@ -129,12 +133,13 @@ def near_form(normalized: str) -> tuple[str, tuple[str, ...]]:
 
 
 def _digits_for_words(tokens: list[str]) -> list[str]:
-    """Runs of number words as digits; an integer before a scale word belongs to the run ("10 million")."""
+    """Runs of number words as digits; an integer before a scale word belongs to the run ("10 million"). (Decimal
+    digits only: "፩" is a digit to `str.isdigit` but not to `int`.)"""
     out: list[str] = []
     run: list[str] = []
     for i, token in enumerate([*tokens, ""]):
         if token in _NUMBER_WORDS or (run and token == "and") or (
-            token.isdigit() and i + 1 < len(tokens) and tokens[i + 1] in _SCALES
+            token.isdecimal() and i + 1 < len(tokens) and tokens[i + 1] in _SCALES
         ):
             run.append(token)
             continue

@@ -24,7 +24,7 @@ import posixpath
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from pipeline.config import PreprocessConfig
+from pipeline.config import PreprocessConfig, data_settings
 from pipeline.preprocess.benchmarks import BenchmarkItem
 from pipeline.storage import Store, atomic_output, data_files, filesystem
 
@@ -73,8 +73,8 @@ def step_settings(
         items = {path: [[item.id, item.source, item.text] for item in file_items]
                  for path, file_items in benchmarks.items()}
         settings["decontaminate"] = {**decontamination, "items": _digest(items)}
-        if embedding is not None:
-            settings["embedding"] = embedding
+        if embedding is not None:  # without its scale settings: more replicas embed the same
+            settings["embedding"] = data_settings(config.decontamination.embedding)
     return settings
 
 

@@ -150,3 +150,11 @@ def test_the_provisioning_file_is_a_grafana_file_provider():
     assert provisioning["apiVersion"] == 1
     [provider] = provisioning["providers"]
     assert provider["type"] == "file" and provider["options"]["path"]
+
+
+@pytest.mark.parametrize("query", dashboard_queries())
+def test_the_preview_gives_every_grafana_variable_a_value(query):
+    """`cluster/grafana/preview.py` draws the dashboard from Prometheus alone, so no Grafana variable may be left."""
+    from cluster.grafana.preview import substitute
+
+    assert "$" not in substitute(query, rate_interval_s=20, range_s=600), query

@@ -58,7 +58,7 @@ def write_config(root, ks=(1, 2)):
         },
         "filter": {"perplexity": None, "max_tokens": 512},
         "train": {
-            "model": str(student), "data": {"max_seq_len": 512}, "epochs": 60, "global_batch_samples": 1,
+            "model": str(student), "data": {"max_seq_len": 512}, "epochs": 6, "global_batch_samples": 1,
             "precision": "fp32", "attn_implementation": "eager", "optimizer": {"lr": 1e-3},
             "strategy": {"kind": "deepspeed", "zero_stage": 3}, "scaling": {"num_workers": 1},
             "checkpoint_every_steps": 2,

@@ -66,6 +66,8 @@ def test_embedding_can_be_switched_off():
         pytest.param({"dedup": {"partition": 4}}, "dedup.partition", id="typo"),
         pytest.param({"decontamination": {"embedding": {"replicas": 0}}}, "decontamination.embedding.replicas",
                      id="replicas"),
+        pytest.param({"decontamination": {"embedding": {"replicas": 3, "max_replicas": 2}}},
+                     "decontamination.embedding", id="max-replicas"),
     ],
 )
 def test_bad_values_name_their_field(tmp_path, raw, field):

@@ -75,6 +75,17 @@ def test_shingles_are_character_windows_and_a_short_text_is_one():
     assert again[-1] == hashes[1]  # the same window hashes the same in any text
 
 
+def test_a_signature_depends_on_its_text_only_not_on_its_batch():
+    hasher = MinHasher(num_perm=128, shingle_size=5, threshold=0.6, seed=1)
+    texts = [normalize(t) for t in (BASE, "", NEAR, "Tom has 3 apples.", OTHER, "ab")]
+    batch, present = hasher.signatures(texts)
+    alone = [hasher.signatures([text]) for text in texts]
+    assert present.tolist() == [i for i, (sig, _) in enumerate(alone) if len(sig)]
+    assert all((row == alone[i][0][0]).all() for row, i in zip(batch, present))
+    reordered, where = hasher.signatures(texts[::-1])
+    assert (reordered[::-1] == batch).all() and where.tolist() == [len(texts) - 1 - i for i in present[::-1]]
+
+
 def test_texts_without_words_have_no_signature():
     hasher = MinHasher(num_perm=64, shingle_size=5, threshold=0.6, seed=1)
     sig, present = hasher.signatures(["$$ + $$", "What is two plus two?", ""])
@@ -99,6 +110,8 @@ def test_formatting_of_numbers_and_markup_does_not_change_the_near_form(a, b):
     pytest.param("He has 5. 3 are red.", ("3", "5"), id="sentence-end"),
     pytest.param("Which one is 3x+2?", ("1", "2", "3"), id="letters-and-digits"),
     pytest.param("No numbers here", (), id="none"),
+    pytest.param("Is .0 the same as 0.0?", ("0", "0"), id="zero-with-a-leading-dot"),
+    pytest.param("\u1369 hundred", ("100",), id="a-digit-that-is-not-decimal-is-a-word"),
 ])
 def test_near_form_lists_the_numbers_a_text_states(text, numbers):
     assert near_form(normalize(text))[1] == numbers

@@ -65,6 +65,8 @@ def test_a_step_with_nothing_to_do_is_left_out(config, benchmarks, steps):
 CHANGES = {
     "nothing": (BASE, FILES, BENCHMARKS, 5),
     "where-it-runs": (with_(ray__num_cpus=8, storage_options={"endpoint_url": "http://x"}), FILES, BENCHMARKS, 5),
+    "embedding-pool-size": (with_(decontamination__embedding={"replicas": 2, "max_replicas": 4, "num_cpus": 2}),
+                            FILES, BENCHMARKS, 5),
     "embedding-threshold": (with_(decontamination__embedding__threshold=0.9), FILES, BENCHMARKS, 4),
     "embedding-model": (with_(decontamination__embedding={"model": "BAAI/bge-m3", "threshold": 0.8}), FILES,
                         BENCHMARKS, 4),
