@@ -43,6 +43,16 @@ def test_uncommitted_rows_are_invisible(store):
     assert store.read_table("accepted") is None
 
 
+def test_rows_are_counted_from_committed_shards_only(store):
+    assert store.count_rows("accepted") == 0, "a folder not yet written holds no rows"
+    writer = ShardWriter(store, "accepted", SCHEMA, shard_rows=2, flush_seconds=3600)
+    for i in range(5):
+        writer.add([{"id": str(i), "n": i}])
+    assert store.count_rows("accepted") == 4, "the fifth row is not committed yet"
+    writer.flush()
+    assert store.count_rows("accepted") == 5 == store.read_table("accepted").num_rows
+
+
 def test_text_files_round_trip(store):
     store.write_text("config.json", '{"a": 1}')
     assert store.exists("config.json") and store.read_text("config.json") == '{"a": 1}'
