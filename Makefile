@@ -16,7 +16,7 @@ demo: model
 	$(PY) -m jobs.analyze --runs out/demo --output out/demo/report
 	@echo "report: out/demo/report/report.html"
 
-# The paper's experiment in miniature (configs/experiment_demo.yaml): preprocess, distil with two sampling settings,
+# The paper's experiment in miniature (configs/experiment_demo.yaml): preprocess, distil from the reference solutions and SmolLM2,
 # filter, train a student on each, evaluate both and the base model, report. Running it again reuses finished phases.
 experiment: model
 	$(PY) -m jobs.experiment --config configs/experiment_demo.yaml

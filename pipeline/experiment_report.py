@@ -114,7 +114,12 @@ def dataset_numbers(teacher: TeacherRun) -> dict[str, Any]:
     y = teacher_yield(teacher.queries.num_rows, tb.accepted, tb.rejects, tb.attempts)
     filtered = [t for t in (tb.filtered, tb.filter_rejects) if t is not None]
     ppl = pa.chunked_array([c for t in filtered for c in t.column("ppl").chunks], pa.float64())
-    lengths = length_summary(tb.accepted.column("completion_tokens"))
+    # Lengths in the student's tokens where the filter measured them (every accepted sample, one tokenizer for all
+    # teachers); else the teacher's generated tokens, which a source that generates nothing (`reference`) has none of.
+    lengths = length_summary(
+        pa.chunked_array([c for t in filtered for c in t.column("response_tokens").chunks], pa.int64()) if filtered
+        else tb.accepted.column("completion_tokens")
+    )
     return {
         "queries": y.queries, "accepted": y.accepted, "acceptance_pct": round(100 * y.acceptance_rate, 1),
         "mean_attempts": round(y.mean_attempts, 2), "generated_tokens": y.generated_tokens,
