@@ -2,7 +2,7 @@
 
 Output layout under `config.output`:
     config.json                       resolved config and its hash
-    queries/                          the first valid row of each id, in the query format (written once, unordered)
+    queries/                          the first valid row of each id, in the query format, in input order (written once)
     rejects/                          malformed input rows, with origin and reason
     _ingest/                          ingest's valid rows in input order, while it runs (removed when it is done)
     teachers/<name>/accepted/         samples that passed verification
@@ -31,7 +31,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pyarrow as pa
-import pyarrow.compute as pc
 import ray
 from tqdm import tqdm
 
@@ -43,6 +42,7 @@ from actors.verifier_pool import VerifierPool
 from pipeline.breaker import CircuitBreaker
 from pipeline.checks import check_inputs, check_model, check_output
 from pipeline.config import ConfigError, DistillConfig, TeacherConfig
+from pipeline.duplicate_ids import staged_first_rows
 from pipeline.engine import REQUEST_FAILURES
 from pipeline.loaders import parse_json_line, parsed_row
 from pipeline.plots import response_length_figure
@@ -55,7 +55,7 @@ LENGTH_PLOT = "plots/response_tokens.png"
 # Ingest's valid rows numbered in input order, before duplicate ids are sorted out; removed once ingest is done.
 INGEST_STAGING = "_ingest"
 STAGED_QUERY_SCHEMA = pa.schema([*QUERY_SCHEMA, ("origin", pa.string()), ("position", pa.int64())])
-# Queries per partition of a hash join or aggregate: one aggregator holds a partition at a time, so its memory stays
+# Queries per partition of the resume's hash join: one aggregator holds a partition at a time, so its memory stays
 # bounded as the corpus grows.
 QUERIES_PER_PARTITION = 100_000
 
@@ -139,8 +139,8 @@ def ingest(config: DistillConfig, store: Store, config_hash: str, progress: bool
     """Parse every input row once into `queries/` or `rejects/`; a completed ingest is marked and never redone.
 
     The driver reads the rows in input order and numbers the valid ones into `_ingest/`; which row of an id comes
-    first is then decided on the cluster (`keep_first_occurrences`), so the driver holds no set of ids: its memory does
-    not grow with the corpus. Only `input.limit` keeps the ids seen on the driver, at most `limit` of them, to stop
+    first is then decided bucket by bucket of ids (`keep_first_occurrences`), so the driver holds no set of the
+    corpus's ids: its memory does not grow with the corpus. Only `input.limit` keeps the ids seen on the driver, at most `limit` of them, to stop
     reading at the limit'th distinct valid row."""
     if store.exists("queries", "_SUCCESS"):
         return json.loads(store.read_text("queries/_SUCCESS"))
@@ -204,35 +204,24 @@ def keep_first_occurrences(
     store: Store, rows: int, rejects: ShardWriter, config_hash: str, tag: str, progress: bool
 ) -> tuple[int, int]:
     """Each id's first staged row (the lowest `position`) goes to `queries/`, every later one to `rejects` as
-    `duplicate_id`; returns (queries, duplicates). The first position of each id is a hash aggregate on the cluster,
-    joined back to the rows by a hash join: the driver only writes the joined batches, one at a time."""
-    if not rows:
-        return 0, 0
-    fs = store.arrow_filesystem()
-    staged = ray.data.read_parquet(store.path(INGEST_STAGING), filesystem=fs, num_cpus=INGEST_CPUS_PER_TASK)
-    firsts = (
-        staged.select_columns(["id", "position"]).groupby("id", num_partitions=join_partitions(rows)).min("position")
-        .rename_columns({"min(position)": "first_position"})
-    )
-    joined = hash_join(staged, firsts, "inner", rows)
+    `duplicate_id`; returns (queries, duplicates). The ids are grouped bucket by bucket (`pipeline.duplicate_ids`),
+    so the driver's memory follows the duplicates, not the corpus."""
     queries = duplicates = 0
     bar = tqdm(desc="ingest: first row of each id", total=rows, unit="rows", disable=not progress)
-    for sequence, batch in enumerate(joined.iter_batches(batch_size=4096, batch_format="pyarrow")):
-        first = pc.equal(batch.column("position"), batch.column("first_position"))
-        kept = batch.filter(first).select(QUERY_SCHEMA.names).cast(QUERY_SCHEMA)
-        if kept.num_rows:
-            store.write_shard("queries", f"part-{tag}-{sequence:05d}.parquet", kept)
-        later = batch.filter(pc.invert(first)).select(["id", "origin"]).to_pylist()
+    for sequence, (first, later) in enumerate(staged_first_rows(store, INGEST_STAGING, rows)):
+        if first.num_rows:
+            store.write_shard("queries", f"part-{tag}-{sequence:05d}.parquet",
+                              first.select(QUERY_SCHEMA.names).cast(QUERY_SCHEMA))
         rejects.add(
             Reject(
                 id=row["id"], origin=row["origin"], stage="input", teacher=None, reason="duplicate_id",
                 detail="an earlier row has the same id", config_hash=config_hash,
             ).model_dump(mode="json")
-            for row in later
+            for row in later.select(["id", "origin"]).to_pylist()
         )
-        queries += kept.num_rows
-        duplicates += len(later)
-        bar.update(batch.num_rows)
+        queries += first.num_rows
+        duplicates += later.num_rows
+        bar.update(first.num_rows + later.num_rows)
     bar.close()
     return queries, duplicates
 

@@ -36,7 +36,7 @@ def endpoint(tmp_path_factory):
     server = subprocess.Popen(
         [sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model", str(model),
          "--served-model-name", "smollm2", "--host", "127.0.0.1", "--port", str(port),
-         "--max-model-len", "512", "--enforce-eager"],
+         "--max-model-len", "512", "--enforce-eager", "--dtype", "float32"],
         env={**os.environ, "VLLM_CPU_KVCACHE_SPACE": "1"}, stdout=log, stderr=subprocess.STDOUT,
         start_new_session=True,
     )

@@ -52,7 +52,8 @@ def run_job(tmp_path_factory, s3_server):
                 "model": "smollm2-135m-instruct",
                 "response_format": "plain",
                 "system_prompt": "Solve the problem step by step. End with a line that states the final answer.",
-                "engine": {"max_model_len": 1024, "enforce_eager": True, "batch_size": 2, "batches_in_flight": 4},
+                "engine": {"max_model_len": 1024, "enforce_eager": True, "dtype": "float32", "batch_size": 2,
+                           "batches_in_flight": 4},
                 "sampling": {"default": {"temperature": 0.8, "max_tokens": 160, "n": 8, "seed": 1}},
                 "max_attempts": 2,  # SmolLM2-135M solves about one in ten of these: 16 tries each
             }

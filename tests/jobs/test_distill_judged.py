@@ -21,7 +21,7 @@ def judged_run(tmp_path_factory):
     arena = shared_file("queries/arena_hard_v0.1_questions.jsonl").read_text().splitlines()[:1]
     corpus = root / "corpus.jsonl"
     corpus.write_text(json.dumps(mt_bench[0]) + "\n" + arena[0] + "\n")
-    engine = {"max_model_len": 2048, "enforce_eager": True, "batches_in_flight": 4}
+    engine = {"max_model_len": 2048, "enforce_eager": True, "dtype": "float32", "batches_in_flight": 4}
     config = {
         "input": {"paths": [str(corpus)]},
         "output": str(root / "out"),

@@ -101,7 +101,7 @@ def test_parquet_input_is_read_like_jsonl(responses, tmp_path):
 JUDGE_CONFIG = """
 judge:
   model: smollm2-135m-instruct
-  engine: {max_model_len: 2048, enforce_eager: true, cpu_kv_cache_gib: 1}
+  engine: {max_model_len: 2048, enforce_eager: true, dtype: float32, cpu_kv_cache_gib: 1}
   sampling: {temperature: 0.0, max_tokens: 128}
   max_retries: 1
 """
