@@ -140,8 +140,8 @@ def ingest(config: DistillConfig, store: Store, config_hash: str, progress: bool
 
     The driver reads the rows in input order and numbers the valid ones into `_ingest/`; which row of an id comes
     first is then decided bucket by bucket of ids (`keep_first_occurrences`), so the driver holds no set of the
-    corpus's ids: its memory does not grow with the corpus. Only `input.limit` keeps the ids seen on the driver, at most `limit` of them, to stop
-    reading at the limit'th distinct valid row."""
+    corpus's ids: its memory does not grow with the corpus. Only `input.limit` keeps the ids seen on the driver, at
+    most `limit` of them, to stop reading at the limit'th distinct valid row."""
     if store.exists("queries", "_SUCCESS"):
         return json.loads(store.read_text("queries/_SUCCESS"))
     for folder in ("queries", "rejects", INGEST_STAGING):

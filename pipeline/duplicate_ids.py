@@ -68,7 +68,7 @@ def _split(store: Store, staged: str, buckets: int) -> Iterator[pa.Table | None]
         bucket_of = pd.util.hash_array(ids, categorize=False) % np.uint64(buckets)
         for bucket in map(int, np.unique(bucket_of)):
             pending[bucket].append(keys.filter(pa.array(bucket_of == bucket)))
-            if sum(t.num_rows for t in pending[bucket]) >= _BUCKET_SHARD_ROWS:
+            if sum(map(len, pending[bucket])) >= _BUCKET_SHARD_ROWS:
                 write(bucket)
     for bucket in range(buckets):
         if pending[bucket]:

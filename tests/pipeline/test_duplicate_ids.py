@@ -68,3 +68,15 @@ def test_the_buckets_are_written_beside_the_staged_rows_and_not_read_as_staged_r
 
 def test_nothing_staged_gives_nothing(store):
     assert split(store, 0) == ([], [])
+
+
+def test_buckets_a_killed_split_left_behind_are_not_counted(store, monkeypatch):
+    monkeypatch.setattr(duplicate_ids, "QUERIES_PER_BUCKET", 4)
+    ids = ["a", "b", "a", "c", "d", "b", "e", "f"]
+    stage(store, ids, shard_rows=3)
+    stale = pa.table({"id": ["b"], "position": pa.array([-1], pa.int64())})  # read, it would make b's first row later
+    for bucket in ("00000", "00001"):  # as a kill mid-split would leave them
+        store.write_shard(f"_ingest/buckets/{bucket}", "part-99999.parquet", stale)
+    firsts, laters = split(store, len(ids))
+    assert [r["id"] for r in firsts] == ["a", "b", "c", "d", "e", "f"]
+    assert [r["position"] for r in laters] == [2, 5]
