@@ -36,7 +36,7 @@ from tqdm import tqdm
 
 from actors.cluster import connect_ray
 from actors.engine_pool import commit_stream, map_engine_stage
-from actors.inputs import read_raw_rows
+from actors.inputs import join_by_id, parsed_rows
 from actors.teacher import TeacherStage
 from actors.verifier_pool import VerifierPool
 from pipeline.breaker import CircuitBreaker
@@ -44,7 +44,6 @@ from pipeline.checks import check_inputs, check_model, check_output
 from pipeline.config import ConfigError, DistillConfig, TeacherConfig
 from pipeline.duplicate_ids import staged_first_rows
 from pipeline.engine import REQUEST_FAILURES
-from pipeline.loaders import parse_json_line, parsed_row
 from pipeline.plots import response_length_figure
 from pipeline.report import teacher_yield
 from pipeline.resources import INGEST_CPUS_PER_TASK, plan_resources
@@ -55,9 +54,6 @@ LENGTH_PLOT = "plots/response_tokens.png"
 # Ingest's valid rows numbered in input order, before duplicate ids are sorted out; removed once ingest is done.
 INGEST_STAGING = "_ingest"
 STAGED_QUERY_SCHEMA = pa.schema([*QUERY_SCHEMA, ("origin", pa.string()), ("position", pa.int64())])
-# Queries per partition of the resume's hash join: one aggregator holds a partition at a time, so its memory stays
-# bounded as the corpus grows.
-QUERIES_PER_PARTITION = 100_000
 
 @dataclass
 class TeacherReport:
@@ -151,11 +147,7 @@ def ingest(config: DistillConfig, store: Store, config_hash: str, progress: bool
     preserve = ctx.execution_options.preserve_order
     ctx.execution_options.preserve_order = True  # input order decides which row of an id is kept, and `input.limit`
     try:
-        max_bytes = config.input.max_row_bytes
-        dataset = read_raw_rows(config.input.paths, config.storage_options).map(
-            lambda row: parsed_row(row["origin"], parse_json_line(row["raw"], row["source"], max_bytes)),
-            num_cpus=INGEST_CPUS_PER_TASK,
-        )
+        dataset = parsed_rows(config.input.paths, config.storage_options, config.input.max_row_bytes)
         tag = new_run_tag()
         staged = ShardWriter(store, INGEST_STAGING, STAGED_QUERY_SCHEMA, 4096, config.flush_seconds, tag)
         rejects = ShardWriter(store, "rejects", REJECT_SCHEMA, 4096, config.flush_seconds, tag)
@@ -226,20 +218,6 @@ def keep_first_occurrences(
     return queries, duplicates
 
 
-def join_partitions(rows: int) -> int:
-    return max(1, rows // QUERIES_PER_PARTITION)
-
-
-def hash_join(left: ray.data.Dataset, right: ray.data.Dataset, join_type: str, rows: int) -> ray.data.Dataset:
-    """`left` joined with `right` on `id`, hash-partitioned over the cluster for `rows` rows on the larger side. The
-    aggregators ask for no CPU: a shuffle task holds its CPU until an aggregator takes its rows, so an aggregator left
-    waiting for a CPU behind the engine pools, and the tasks holding the rest, would wait on each other for ever."""
-    return left.join(
-        right, join_type=join_type, on=("id",), num_partitions=join_partitions(rows),
-        aggregator_ray_remote_args={"num_cpus": 0},
-    )
-
-
 # ---- distill ------------------------------------------------------------------------------------------------------
 
 
@@ -261,7 +239,7 @@ def distill_teacher(
         dataset = ray.data.read_parquet(store.path("queries"), filesystem=fs, num_cpus=INGEST_CPUS_PER_TASK)
         if finished:  # a resumed run: the queries minus those finished, by a hash join on the cluster
             finished_ids = ray.data.read_parquet(finished, filesystem=fs, num_cpus=INGEST_CPUS_PER_TASK)
-            dataset = hash_join(dataset, finished_ids.select_columns(["id"]), "left_anti", total)
+            dataset = join_by_id(dataset, finished_ids.select_columns(["id"]), "left_anti", total)
         dataset = map_engine_stage(
             dataset.repartition(target_num_rows_per_block=teacher.engine.batch_size), TeacherStage, teacher.engine,
             {

@@ -11,9 +11,9 @@ Phase 1 (scoring) streams the samples not yet in `filter_scores/` through the st
 structure) and the perplexity actor pool (`actors/perplexity.py`), committing shards as it goes, so a killed run
 continues where it stopped. Scores made with other scoring settings (another reference model, tokenizer or n) are
 not mixed in: the folder is cleared and everything is scored again, with a line saying so. Phase 2 (deciding) needs
-the whole teacher's distribution (percentile thresholds, corpus-wide n-gram counts): it reads the scores, decides on
-the driver, writes `filtered/` and `filter_rejects/` under `_filter_staging/<tag>/` and only then swaps them in, so
-readers see one run's outputs or the previous ones. Changing only thresholds re-runs phase 2 alone.
+the whole teacher's distribution (percentile thresholds, corpus-wide n-gram counts): it resolves them once, decides
+batch by batch on the cluster (each sample joined with its scores by id), writes `filtered/` and `filter_rejects/`
+under `_filter_staging/<tag>/` and only then swaps them in, so readers see one run's outputs or the previous ones. Changing only thresholds re-runs phase 2 alone.
 Every accepted sample ends in exactly one of `filtered/` and `filter_rejects/`.
 """
 
@@ -31,14 +31,15 @@ from tqdm import tqdm
 
 from actors.cluster import connect_ray
 from actors.engine_pool import actor_pool
+from actors.inputs import join_by_id
 from actors.perplexity import PerplexityScorer
 from actors.train_data import cached_tokenizer
 from pipeline.checks import check_model, check_output, filesystem_for, why
 from pipeline.config import ConfigError, FilterConfig
 from pipeline.dataset_card import dataset_card
 from pipeline.quality import (
-    FILTER_REJECT_SCHEMA, FILTERED_SCHEMA, REASONS, SCORE_SCHEMA, decide, distinct_ngram_hashes, measure,
-    prompt_and_response, resolve_thresholds, summarize,
+    FILTER_REJECT_SCHEMA, FILTERED_SCHEMA, REASONS, SCORE_SCHEMA, Thresholds, decide, distinct_ngram_hashes,
+    measure, prompt_and_response, resolve_thresholds, summarize,
 )
 from pipeline.resources import INGEST_CPUS_PER_TASK, local_cluster_cpus, pool_range
 from pipeline.storage import ShardWriter, Store, new_run_tag, replace_with
@@ -47,6 +48,7 @@ SCORES = "filter_scores"
 OUTPUTS = ["filtered", "filter_rejects", "filter_summary.json"]  # the last one marks a complete phase 2
 _LIGHT = {"num_cpus": INGEST_CPUS_PER_TASK, "batch_format": "pyarrow"}
 _SAMPLE_TEXT = ["id", "messages", "think", "answer"]
+RESPONSES_PER_COUNT = 2_000  # responses per partition of the corpus-wide n-gram count
 
 
 def check_run(run: str, teachers: list[str] | None, config: FilterConfig) -> tuple[dict[str, Any], list[str]]:
@@ -84,12 +86,12 @@ def run_filter(run: str, config: FilterConfig, teachers: list[str] | None = None
     for name in names:
         teacher = Store(run.rstrip("/") + f"/teachers/{name}", config.storage_options)
         started = time.monotonic()
-        accepted = teacher.column_values("accepted", "id")
-        if not accepted:
+        samples = teacher.count_rows("accepted")
+        if not samples:
             reports.append({"teacher": name, "samples": 0, "skipped": "no accepted samples"})
             continue
-        scored_now = score_teacher(teacher, name, accepted, config, progress)
-        report = decide_teacher(teacher, name, accepted, config, distill["config_hash"])
+        scored_now = score_teacher(teacher, name, samples, config, progress)
+        report = decide_teacher(teacher, name, samples, config, distill["config_hash"])
         reports.append({"teacher": name, **report, "scored_now": scored_now,
                         "wall_s": round(time.monotonic() - started, 1)})
     return {"run": run, "config_hash": config.config_hash(), "scoring_hash": config.scoring_hash(),
@@ -99,8 +101,8 @@ def run_filter(run: str, config: FilterConfig, teachers: list[str] | None = None
 # ---- phase 1: scores ----------------------------------------------------------------------------------------------
 
 
-def score_teacher(teacher: Store, name: str, accepted: set[str], config: FilterConfig, progress: bool) -> int:
-    """Score the accepted samples `filter_scores/` lacks; returns how many were scored now."""
+def score_teacher(teacher: Store, name: str, samples: int, config: FilterConfig, progress: bool) -> int:
+    """Score the `samples` accepted samples `filter_scores/` lacks; returns how many were scored now."""
     scoring_hash = config.scoring_hash()
     marker = f"{SCORES}/_scoring.json"
     if teacher.exists(marker) and json.loads(teacher.read_text(marker))["scoring_hash"] != scoring_hash:
@@ -110,13 +112,16 @@ def score_teacher(teacher: Store, name: str, accepted: set[str], config: FilterC
         teacher.write_text(marker, json.dumps({"scoring_hash": scoring_hash, "student": config.student,
                                                "n": config.ngram.n, "perplexity": config.perplexity and
                                                config.perplexity.model_dump(mode="json")}, indent=2))
-    missing = accepted - teacher.column_values(SCORES, "id")
-    if not missing:
+    # Only accepted samples are scored, each once (a shard is committed whole), so the counts say what is missing.
+    missing = samples - teacher.count_rows(SCORES)
+    if missing <= 0:
         return 0
-    stream = _samples(teacher).map_batches(_only, fn_kwargs={"ids": missing}, **_LIGHT)
-    stream = stream.map_batches(
-        _measure_batch, fn_kwargs={"config": config}, **_LIGHT
-    )
+    stream = _samples(teacher)
+    if teacher.shards(SCORES):  # a resumed run: the samples minus those scored, by a hash join on the cluster
+        scored = ray.data.read_parquet(teacher.shards(SCORES), filesystem=teacher.arrow_filesystem(),
+                                       num_cpus=INGEST_CPUS_PER_TASK).select_columns(["id"])
+        stream = join_by_id(stream, scored, "left_anti", samples)
+    stream = stream.map_batches(_measure_batch, fn_kwargs={"config": config}, **_LIGHT)
     perplexity = config.perplexity
     if perplexity is not None:
         stream = stream.map_batches(
@@ -130,7 +135,7 @@ def score_teacher(teacher: Store, name: str, accepted: set[str], config: FilterC
         )
     writer = ShardWriter(teacher, SCORES, SCORE_SCHEMA, config.shard_rows, flush_seconds=60.0)
     stamp = {"scoring_hash": scoring_hash}
-    with tqdm(total=len(missing), desc=f"scoring {name}", unit="sample", disable=not progress) as bar:
+    with tqdm(total=missing, desc=f"scoring {name}", unit="sample", disable=not progress) as bar:
         # Batches of a shard each: every shard is committed as soon as it is whole, so a kill loses less than one.
         for batch in stream.iter_batches(batch_format="pyarrow", batch_size=config.shard_rows):
             rows = batch.drop_columns(_SAMPLE_TEXT[1:]).to_pylist()
@@ -146,10 +151,6 @@ def _samples(teacher: Store, columns: list[str] | None = _SAMPLE_TEXT) -> ray.da
     return samples if columns is None else samples.select_columns(columns)
 
 
-def _only(batch: pa.Table, ids: set[str]) -> pa.Table:
-    return batch.filter(pa.array([i in ids for i in batch.column("id").to_pylist()], pa.bool_()))
-
-
 def _measure_batch(batch: pa.Table, config: FilterConfig) -> pa.Table:
     tokenizer = cached_tokenizer(config.student, json.dumps(config.storage_options, sort_keys=True))
     measured = [measure(row, tokenizer, config.ngram.n) for row in batch.to_pylist()]
@@ -162,31 +163,32 @@ def _measure_batch(batch: pa.Table, config: FilterConfig) -> pa.Table:
 # ---- phase 2: decisions -------------------------------------------------------------------------------------------
 
 
-def decide_teacher(teacher: Store, name: str, accepted: set[str], config: FilterConfig,
+def decide_teacher(teacher: Store, name: str, samples: int, config: FilterConfig,
                    distill_hash: str) -> dict[str, Any]:
-    table = teacher.read_table(SCORES)
-    scores = [row for row in table.to_pylist() if row["id"] in accepted]
-    if len(scores) != len(accepted):
-        raise RuntimeError(f"{name}: {len(accepted) - len(scores)} accepted samples have no score")
-    thresholds = resolve_thresholds(config, [s["ppl"] for s in scores])
-    boilerplate = corpus_boilerplate(teacher, config) if config.ngram.corpus_max_responses else {}
-    decisions = [decide(s, thresholds, boilerplate.get(s["id"], 0)) for s in scores]
-    summary = {"teacher": name, "config_hash": config.config_hash(), "distill_config_hash": distill_hash,
-               **summarize(scores, decisions, thresholds)}
-    verdicts = pa.Table.from_pylist([
-        {"id": s["id"], "ppl": s["ppl"], "response_tokens": s["response_tokens"],
-         "max_ngram_count": s["max_ngram_count"], "filter_reason": d and d[0], "filter_detail": d and d[1]}
-        for s, d in zip(scores, decisions)
-    ], schema=pa.schema([FILTER_REJECT_SCHEMA.field(c) for c in ["id", *FILTER_REJECT_SCHEMA.names[-5:]]]))
+    """Decide every accepted sample, batch by batch on the cluster: each joined with its scores and judged against
+    thresholds resolved once for the teacher. The driver holds columns (the perplexities, then the outcomes' reasons,
+    perplexities and lengths), never a row per sample."""
+    thresholds = resolve_thresholds(config, teacher.read_table(SCORES, columns=["ppl"]).column("ppl"))
+    boilerplate = corpus_boilerplate(teacher, samples, config) if config.ngram.corpus_max_responses else set()
+    scores = ray.data.read_parquet(teacher.shards(SCORES), filesystem=teacher.arrow_filesystem(),
+                                   num_cpus=INGEST_CPUS_PER_TASK).drop_columns(["scoring_hash"])
+    judged = join_by_id(_samples(teacher, None), scores, "inner", samples).map_batches(
+        _decide_batch, fn_kwargs={"thresholds": thresholds, "config": config, "boilerplate": boilerplate}, **_LIGHT
+    ).materialize()
 
     staging = f"_filter_staging/{new_run_tag()}"
-    judged = _samples(teacher, None).map_batches(_attach, fn_kwargs={"verdicts": verdicts}, **_LIGHT).materialize()
     for folder, kept, schema in [("filtered", True, FILTERED_SCHEMA), ("filter_rejects", False, FILTER_REJECT_SCHEMA)]:
         judged.map_batches(_select, fn_kwargs={"kept": kept}, **_LIGHT).write_parquet(
             teacher.path(staging, folder), filesystem=teacher.arrow_filesystem()
         )
         if not teacher.shards(f"{staging}/{folder}"):  # nothing to write: an empty shard still gives the schema
             teacher.write_shard(f"{staging}/{folder}", "part-empty.parquet", schema.empty_table())
+    kept_columns = teacher.read_table(f"{staging}/filtered", columns=["ppl", "response_tokens"])
+    reasons = teacher.read_table(f"{staging}/filter_rejects", columns=["filter_reason"]).column("filter_reason")
+    if kept_columns.num_rows + len(reasons) != samples:
+        raise RuntimeError(f"{name}: {samples - kept_columns.num_rows - len(reasons)} accepted samples have no score")
+    summary = {"teacher": name, "config_hash": config.config_hash(), "distill_config_hash": distill_hash,
+               **summarize(reasons, kept_columns.column("ppl"), kept_columns.column("response_tokens"), thresholds)}
     teacher.write_text(f"{staging}/filtered/README.md",
                        dataset_card(summary, config.model_dump(mode="json"), FILTERED_SCHEMA))
     teacher.write_text(f"{staging}/filter_summary.json", json.dumps(summary, indent=2))
@@ -195,13 +197,15 @@ def decide_teacher(teacher: Store, name: str, accepted: set[str], config: Filter
     return summary
 
 
-def _attach(batch: pa.Table, verdicts: pa.Table) -> pa.Table:
-    """The batch's samples with their scores and verdicts, as FILTER_REJECT_SCHEMA rows."""
-    index = pc.index_in(batch.column("id"), value_set=verdicts.column("id"))
-    columns = {name: batch.column(name) for name in batch.column_names}
-    for name in FILTER_REJECT_SCHEMA.names[-5:]:
-        columns[name] = verdicts.column(name).take(index)
-    return pa.table(columns).select(FILTER_REJECT_SCHEMA.names).cast(FILTER_REJECT_SCHEMA)
+def _decide_batch(batch: pa.Table, thresholds: Thresholds, config: FilterConfig, boilerplate: set[int]) -> pa.Table:
+    """Samples joined with their scores, as FILTER_REJECT_SCHEMA rows with their verdicts."""
+    scores = batch.select([name for name in SCORE_SCHEMA.names if name != "scoring_hash"]).to_pylist()
+    counts = _count_boilerplate(batch, config, boilerplate) if boilerplate else [0] * batch.num_rows
+    verdicts = [decide(score, thresholds, count) for score, count in zip(scores, counts)]
+    columns = {name: batch.column(name) for name in FILTER_REJECT_SCHEMA.names[:-2]}
+    columns["filter_reason"] = pa.array([v and v[0] for v in verdicts], pa.string())
+    columns["filter_detail"] = pa.array([v and v[1] for v in verdicts], pa.string())
+    return pa.table(columns).cast(FILTER_REJECT_SCHEMA)
 
 
 def _select(batch: pa.Table, kept: bool) -> pa.Table:
@@ -210,19 +214,16 @@ def _select(batch: pa.Table, kept: bool) -> pa.Table:
     return batch.filter(pc.is_valid(batch.column("filter_reason")))
 
 
-def corpus_boilerplate(teacher: Store, config: FilterConfig) -> dict[str, int]:
-    """Sample id → how many boilerplate n-grams its response holds, for the samples holding any: a distributed count
-    of responses per n-gram hash, of which only the hashes above the limit come to the driver."""
-    responses = _samples(teacher)
-    hashes = responses.map_batches(_hash_rows, fn_kwargs={"config": config}, **_LIGHT)
-    common = hashes.groupby("hash").count().map_batches(
+def corpus_boilerplate(teacher: Store, samples: int, config: FilterConfig) -> set[int]:
+    """The n-gram hashes found in more than `corpus_max_responses` responses: a distributed count of responses per
+    hash, of which only the hashes above the limit come to the driver."""
+    hashes = _samples(teacher).map_batches(_hash_rows, fn_kwargs={"config": config}, **_LIGHT)
+    # Ray Data's default of 200 partitions is 200 tasks even for a few samples; a partition per RESPONSES_PER_COUNT
+    # responses (about as many hashes as tokens) keeps each one's memory bounded.
+    common = hashes.groupby("hash", num_partitions=max(1, samples // RESPONSES_PER_COUNT)).count().map_batches(
         _more_than, fn_kwargs={"limit": config.ngram.corpus_max_responses}, **_LIGHT
     )
-    boilerplate = {h for batch in common.iter_batches(batch_format="pyarrow") for h in batch.column("hash").to_pylist()}
-    if not boilerplate:
-        return {}
-    flagged = responses.map_batches(_count_boilerplate, fn_kwargs={"config": config, "hashes": boilerplate}, **_LIGHT)
-    return {row["id"]: row["boilerplate"] for row in flagged.iter_rows() if row["boilerplate"]}
+    return {h for batch in common.iter_batches(batch_format="pyarrow") for h in batch.column("hash").to_pylist()}
 
 
 def _response_hashes(batch: pa.Table, config: FilterConfig) -> list[np.ndarray]:
@@ -240,9 +241,9 @@ def _more_than(counts: pa.Table, limit: int) -> pa.Table:
     return counts.filter(pc.greater(counts.column("count()"), limit))
 
 
-def _count_boilerplate(batch: pa.Table, config: FilterConfig, hashes: set[int]) -> pa.Table:
-    counts = [sum(int(h) in hashes for h in response) for response in _response_hashes(batch, config)]
-    return pa.table({"id": batch.column("id"), "boilerplate": pa.array(counts, pa.int64())})
+def _count_boilerplate(batch: pa.Table, config: FilterConfig, hashes: set[int]) -> list[int]:
+    """How many of the corpus's boilerplate n-grams each response holds."""
+    return [sum(int(h) in hashes for h in response) for response in _response_hashes(batch, config)]
 
 
 def format_summary(summary: dict[str, Any]) -> str:

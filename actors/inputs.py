@@ -1,4 +1,5 @@
-"""Reading input files with Ray Data, shared by every job: one row per record, as `{origin, raw, source}`.
+"""Reading input files with Ray Data, shared by every job: one row per record, as `{origin, raw, source}`, or parsed
+into a query (`parsed_rows`).
 
 JSONL lines keep their bytes untouched (decoding errors are the parser's to report, per row); a Parquet row is
 turned into the same JSON bytes a JSONL line would hold, so one parser serves both. A distill run's attempts log
@@ -14,14 +15,14 @@ import numpy as np
 import pyarrow.parquet as pq
 import ray
 
-from pipeline.loaders import jsonl_lines, source_name
+from pipeline.loaders import jsonl_lines, parse_json_line, parsed_row, source_name
 from pipeline.resources import INGEST_CPUS_PER_TASK
 from pipeline.schema import QUERY_SCHEMA
 from pipeline.storage import Store, arrow_filesystem, data_files, filesystem
 from pipeline.verifiers.audit import attempt_record
 
-# Rows of the attempts log per join partition, roughly: the join's memory per task stays bounded as the log grows.
-ATTEMPTS_PER_PARTITION = 200_000
+# Rows per partition of a join, roughly: a join's memory per task stays bounded as the data grows.
+ROWS_PER_JOIN_PARTITION = 100_000
 
 
 def read_raw_rows(paths: list[str], storage_options: dict[str, Any]) -> ray.data.Dataset:
@@ -49,6 +50,45 @@ def read_raw_rows(paths: list[str], storage_options: dict[str, Any]) -> ray.data
     return datasets[0] if len(datasets) == 1 else datasets[0].union(*datasets[1:])
 
 
+def parsed_rows(paths: list[str], storage_options: dict[str, Any], max_row_bytes: int) -> ray.data.Dataset:
+    """Every input row as an ingest row (`pipeline.loaders.parsed_row`: the query, or why there is none), in input
+    order. A `jobs.preprocess` output's `kept/` holds queries validated there: it is read as it is, not parsed again."""
+    datasets = []
+    for path in paths:
+        if shards := preprocessed_queries(path, storage_options):
+            fs, fs_path = filesystem(path, storage_options)
+            datasets.append(ray.data.read_parquet(
+                shards, filesystem=arrow_filesystem(fs), num_cpus=INGEST_CPUS_PER_TASK, include_paths=True,
+            ).map(_kept_row, fn_kwargs={"path": path.rstrip("/"), "folder": fs_path.rstrip("/")},
+                  num_cpus=INGEST_CPUS_PER_TASK))
+        else:
+            datasets.append(read_raw_rows([path], storage_options).map(
+                lambda row: parsed_row(row["origin"], parse_json_line(row["raw"], row["source"], max_row_bytes)),
+                num_cpus=INGEST_CPUS_PER_TASK,
+            ))
+    return datasets[0] if len(datasets) == 1 else datasets[0].union(*datasets[1:])
+
+
+def preprocessed_queries(path: str, storage_options: dict[str, Any]) -> list[str] | None:
+    """The shards of `path` when it is a `jobs.preprocess` output's `kept/` folder: beside that run's summary.json,
+    in QUERY_SCHEMA. Else None."""
+    fs, fs_path = filesystem(path, storage_options)
+    folder = fs_path.rstrip("/")
+    if not folder.endswith("/kept") or not fs.exists(folder.rsplit("/", 1)[0] + "/summary.json"):
+        return None
+    shards = [f for f in data_files(fs, folder) if f.endswith(".parquet")]
+    if not shards or not pq.read_schema(shards[0], filesystem=fs).equals(QUERY_SCHEMA):
+        return None
+    return shards
+
+
+def _kept_row(row: dict[str, Any], path: str, folder: str) -> dict[str, Any]:
+    """A kept query as an ingest row; its origin is its shard, as the user named the folder, and its id."""
+    query = {name: _plain(row[name]) for name in QUERY_SCHEMA.names}
+    return {"origin": f"{path}{row['path'][len(folder):]}#{query['id']}", "query": json.dumps(query),
+            "reason": None, "detail": None, "raw": None}
+
+
 def attempts_log_run(path: str, storage_options: dict[str, Any]) -> tuple[Store, str] | None:
     """The run and teacher when `path` is a distill run's `teachers/NAME/attempts` folder, else None."""
     parts = path.rstrip("/").rsplit("/", 3)
@@ -56,6 +96,16 @@ def attempts_log_run(path: str, storage_options: dict[str, Any]) -> tuple[Store,
         return None
     run = Store(parts[0], storage_options)
     return (run, parts[2]) if run.exists("queries", "_SUCCESS") and run.exists("config.json") else None
+
+
+def join_by_id(left: ray.data.Dataset, right: ray.data.Dataset, join_type: str, rows: int) -> ray.data.Dataset:
+    """`left` joined with `right` on `id`, hash-partitioned over the cluster for `rows` rows on the larger side. The
+    aggregators ask for no CPU: a shuffle task holds its CPU until an aggregator takes its rows, so an aggregator left
+    waiting for a CPU behind the engine pools, and the tasks holding the rest, would wait on each other for ever."""
+    return left.join(
+        right, join_type=join_type, on=("id",), num_partitions=max(1, rows // ROWS_PER_JOIN_PARTITION),
+        aggregator_ray_remote_args={"num_cpus": 0},
+    )
 
 
 def read_attempts_log(run: Store, teacher: str) -> ray.data.Dataset:
@@ -67,10 +117,7 @@ def read_attempts_log(run: Store, teacher: str) -> ray.data.Dataset:
                                      num_cpus=INGEST_CPUS_PER_TASK)
     queries = ray.data.read_parquet(run.path("queries"), filesystem=fs, columns=QUERY_SCHEMA.names,
                                     num_cpus=INGEST_CPUS_PER_TASK)
-    rows = sum(pq.ParquetFile(shard, filesystem=run.fs).metadata.num_rows
-               for shard in run.shards(f"teachers/{teacher}/attempts"))
-    joined = attempts.join(queries, join_type="left_outer", num_partitions=max(1, rows // ATTEMPTS_PER_PARTITION),
-                           on=("id",))
+    joined = join_by_id(attempts, queries, "left_outer", run.count_rows(f"teachers/{teacher}/attempts"))
     origin = f"{run.url.rstrip('/')}/teachers/{teacher}/attempts"
     return joined.map(
         lambda row: {

@@ -115,8 +115,6 @@ REFRESH_S = 2.0
 STALE_S = 5 * REFRESH_S
 # Load must stay above the bound this long before the pool grows: one burst of answers is no reason for a node.
 GROW_AFTER_S = 2 * REFRESH_S
-# A pool that could do its work with one member fewer for this long retires one, down to `replicas`.
-IDLE_S = 60.0
 # A retired member leaves the list at once but lives this much longer: every busy copy has the new list by then.
 RETIRE_GRACE_S = 3 * REFRESH_S
 # A checker runs one verification at a time: more calls than this per checker means answers queue behind it.
@@ -132,14 +130,14 @@ class PoolSupervisor:
     """Owns one pool (checkers or judges) and sizes it between `low` and `high` members by the calls in flight that
     the pool's copies report. It grows when they stay above `busy_calls` per member: each new member asks for its
     resources, which an autoscaler sees as demand and brings up a node for. It retires a member when the others
-    could carry the load for IDLE_S. A new member is handed out only once it is up, so calls never queue behind a
+    could carry the load for `idle_s`. A new member is handed out only once it is up, so calls never queue behind a
     node that is still starting. The members are owned by this actor and die with it."""
 
     def __init__(self, kind: str, options: dict[str, Any], config: dict[str, Any], low: int, high: int,
-                 busy_calls: int):
+                 busy_calls: int, idle_s: float):
         self._kind, self._config = kind, config
         self._make = _MEMBERS[kind].options(**options)
-        self._low, self._high, self._busy_calls = low, high, busy_calls
+        self._low, self._high, self._busy_calls, self._idle_s = low, high, busy_calls, idle_s
         # The first members are handed out at once: the run needs them anyway, and waits for them as it starts.
         self._ready = [self._make.remote(config) for _ in range(low)]
         self._starting: list[ray.actor.ActorHandle] = []  # asked for, possibly waiting for a node
@@ -186,7 +184,7 @@ class PoolSupervisor:
                 task.add_done_callback(self._admitting.discard)
             self._say(f"{size} → {wanted} ({in_flight} calls in flight)")
             self._busy_since = None
-        elif self._idle_since is not None and now - self._idle_since >= IDLE_S:
+        elif self._idle_since is not None and now - self._idle_since >= self._idle_s:
             # A member still starting goes first: it has no calls, and its request may be holding a node up.
             if self._starting:
                 ray.kill(self._starting.pop())
@@ -266,7 +264,7 @@ class VerifierPool:
         supervisor = PoolSupervisor.options(scheduling_strategy=here)
         low, high = pool_range(config)
         checkers = supervisor.remote("checker", {"num_cpus": config.num_cpus}, config.model_dump(), low, high,
-                                     CHECKER_BUSY_CALLS)
+                                     CHECKER_BUSY_CALLS, config.idle_s)
         judges = None
         if judge is not None:
             engine = judge.engine
@@ -274,7 +272,8 @@ class VerifierPool:
             busy = engine.max_concurrency if engine.kind == "openai" else engine.engine_kwargs.get(
                 "max_num_seqs", VLLM_DEFAULT_SEQS)
             judge_supervisor = supervisor.remote(
-                "judge", {"num_cpus": cpus, "num_gpus": gpus}, judge.model_dump(mode="json"), *pool_range(engine), busy
+                "judge", {"num_cpus": cpus, "num_gpus": gpus}, judge.model_dump(mode="json"), *pool_range(engine), busy,
+                config.idle_s,
             )
             judges = _Members(judge_supervisor, ray.get(judge_supervisor.members.remote()))
         pool = cls(_Members(checkers, ray.get(checkers.members.remote())), judges, code=config.code)

@@ -294,6 +294,11 @@ class InputConfig(_Strict):
 class VerifierConfig(_Strict):
     replicas: int = Field(2, ge=1, description="checker actors, the fewest the pool keeps", json_schema_extra=SCALE)
     max_replicas: int | None = Field(None, ge=1, description=MAX_REPLICAS, json_schema_extra=SCALE)
+    idle_s: float = Field(
+        60.0, gt=0.0, json_schema_extra=SCALE,
+        description="seconds a pool (checkers or judges) could carry its calls with one member fewer before it "
+                    "retires one, down to its fewest",
+    )
     num_cpus: float = Field(0.5, ge=0.0, json_schema_extra=SCALE)
     math_timeout_s: float = Field(10.0, gt=0.0, description="hard wall-clock limit per math verification")
     code: bool = Field(

@@ -11,13 +11,13 @@ This module must never import Ray or vLLM.
 
 from __future__ import annotations
 
-import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from pipeline.config import FilterConfig
 from pipeline.packing import tokenize_conversation
@@ -130,15 +130,16 @@ class Thresholds:
         return {name: getattr(self, name) for name in self.__dataclass_fields__}
 
 
-def resolve_thresholds(config: FilterConfig, ppls: Iterable[float | None]) -> Thresholds:
-    """`config`'s limits for a teacher whose samples scored `ppls`; a percentile becomes the perplexity at that
-    percentile of the scored values (numpy's linear interpolation), None when nothing was scored."""
+def resolve_thresholds(config: FilterConfig, ppls: pa.Array | pa.ChunkedArray) -> Thresholds:
+    """`config`'s limits for a teacher whose samples scored `ppls` (a column: null where not scored); a percentile
+    becomes the perplexity at that percentile of the finite scored values (numpy's linear interpolation), None when
+    nothing was scored."""
     perplexity = config.perplexity
     max_ppl = perplexity.max_ppl if perplexity else None
     percentile = perplexity.max_ppl_percentile if perplexity else None
     if percentile is not None:
-        values = [p for p in ppls if p is not None and math.isfinite(p)]
-        max_ppl = float(np.percentile(values, percentile)) if values else None
+        values = _values(ppls)
+        max_ppl = float(np.percentile(values, percentile)) if len(values) else None
     return Thresholds(config.max_tokens, config.ngram.n, config.ngram.max_repeats, config.ngram.corpus_max_responses,
                       max_ppl, percentile)
 
@@ -167,28 +168,32 @@ def decide(score: dict[str, Any], thresholds: Thresholds, boilerplate: int = 0) 
     return None
 
 
-def summarize(scores: list[dict[str, Any]], decisions: list[tuple[str, str] | None],
-              thresholds: Thresholds) -> dict[str, Any]:
-    """Counts by outcome, the thresholds applied, and the perplexity and length distributions of the kept samples."""
-    kept = [s for s, d in zip(scores, decisions) if d is None]
+def summarize(reasons: pa.Array | pa.ChunkedArray, kept_ppl: pa.Array | pa.ChunkedArray,
+              kept_response_tokens: pa.Array | pa.ChunkedArray, thresholds: Thresholds) -> dict[str, Any]:
+    """Counts by outcome, the thresholds applied, and the perplexity and length distributions of the kept samples,
+    from columns: each rejected sample's reason, each kept sample's perplexity and response tokens."""
     rejected: dict[str, int] = {reason: 0 for reason in REASONS}
-    for decision in decisions:
-        if decision is not None:
-            rejected[decision[0]] += 1
-    ppls = [s["ppl"] for s in kept if s["ppl"] is not None]
-    lengths = [s["response_tokens"] for s in kept]
+    for count in pc.value_counts(reasons).to_pylist():  # a row per distinct reason
+        rejected[count["values"]] += count["counts"]
+    kept = len(kept_response_tokens)
     return {
-        "samples": len(scores),
-        "kept": len(kept),
+        "samples": len(reasons) + kept,
+        "kept": kept,
         "rejected": rejected,
         "thresholds": thresholds.as_dict(),
-        "kept_ppl": _distribution(ppls),
-        "kept_response_tokens": _distribution(lengths),
+        "kept_ppl": _distribution(_values(kept_ppl)),
+        "kept_response_tokens": _distribution(_values(kept_response_tokens)),
     }
 
 
-def _distribution(values: list[float]) -> dict[str, float] | None:
-    if not values:
+def _values(column: pa.Array | pa.ChunkedArray) -> np.ndarray:
+    """A numeric column's finite values as floats."""
+    values = pc.drop_null(column).to_numpy(zero_copy_only=False).astype(np.float64)
+    return values[np.isfinite(values)]
+
+
+def _distribution(values: np.ndarray) -> dict[str, float] | None:
+    if not len(values):
         return None
     return {"mean": round(float(np.mean(values)), 4), "median": round(float(np.median(values)), 4),
             "min": round(float(np.min(values)), 4), "max": round(float(np.max(values)), 4)}

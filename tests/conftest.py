@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
+# Tests that start a one-node cluster in this process list Parquet folders as a job's local cluster does
+# (actors/cluster.py): with one footer-reading actor, not Ray Data's 32.
+os.environ.setdefault("RAY_DATA_PARQUET_FOOTER_NUM_ACTORS", "1")
 SHARED_DATA = REPO.parent / "shared" / "data"
 
 

@@ -11,7 +11,9 @@ import pytest
 import ray
 import s3fs
 
-from actors.inputs import read_raw_rows
+from actors.inputs import parsed_rows, read_raw_rows
+from pipeline.loaders import to_query
+from pipeline.schema import QUERY_SCHEMA
 
 
 @pytest.fixture(scope="module")
@@ -65,3 +67,23 @@ def test_an_empty_folder_is_an_error_that_names_it(cluster, tmp_path):
     (tmp_path / "empty" / "_staging").mkdir(parents=True)
     with pytest.raises(FileNotFoundError, match="empty: no input files"):
         read_raw_rows([str(tmp_path / "empty")], {})
+
+
+def test_a_preprocess_outputs_kept_queries_are_read_as_they_are_not_parsed_again(cluster, tmp_path):
+    """Preprocess validated them under its own limits: distill's row limit would reject the long one if it parsed it
+    again, as it does the same shard anywhere else."""
+    queries = [to_query({"id": i, "category": "math", "prompt": prompt, "reference": {"answer": "4"}}, "mix")
+               for i, prompt in [("short", "What is 2 + 2?"), ("long", "What is 2 + 2? " + "Think hard. " * 40)]]
+    table = pa.Table.from_pylist([q.to_row() for q in queries], schema=QUERY_SCHEMA)
+    for folder in ("preprocessed/kept", "elsewhere/kept"):
+        (tmp_path / folder).mkdir(parents=True)
+        pq.write_table(table, tmp_path / folder / "part-0.parquet")
+    (tmp_path / "preprocessed" / "summary.json").write_text("{}")
+
+    kept = {json.loads(r["query"])["id"]: r for r in parsed_rows([str(tmp_path / "preprocessed/kept")], {}, 300)
+            .take_all()}
+    elsewhere = parsed_rows([str(tmp_path / "elsewhere/kept")], {}, 300).take_all()
+
+    assert {i: json.loads(r["query"]) for i, r in kept.items()} == {q.id: q.to_row() for q in queries}
+    assert kept["long"]["origin"] == f"{tmp_path}/preprocessed/kept/part-0.parquet#long"
+    assert sorted(r["reason"] or "query" for r in elsewhere) == ["query", "row_too_large"]

@@ -2,6 +2,7 @@
 resolved over the teacher's perplexities), the student-side measures of a sample, and the decision with its reason."""
 
 import numpy as np
+import pyarrow as pa
 import pytest
 
 from pipeline.config import FilterConfig
@@ -45,16 +46,16 @@ def test_a_response_counts_each_of_its_ngrams_once_for_the_corpus():
 
 def test_an_absolute_threshold_is_applied_as_given():
     config = FilterConfig.model_validate({"perplexity": {"max_ppl": 40.0}})
-    assert resolve_thresholds(config, [1.0, 100.0]).max_ppl == 40.0
+    assert resolve_thresholds(config, pa.array([1.0, 100.0])).max_ppl == 40.0
 
 
 def test_a_percentile_resolves_over_the_teachers_scored_perplexities():
     config = FilterConfig.model_validate({"perplexity": {"max_ppl_percentile": 95}})
-    ppls = [float(v) for v in range(1, 101)] + [None]
+    ppls = pa.array([float(v) for v in range(1, 101)] + [None, float("inf")], pa.float64())
     thresholds = resolve_thresholds(config, ppls)
-    assert thresholds.max_ppl == pytest.approx(np.percentile(range(1, 101), 95))
+    assert thresholds.max_ppl == pytest.approx(np.percentile(range(1, 101), 95)), "unscored and infinite left out"
     assert thresholds.max_ppl_percentile == 95
-    assert resolve_thresholds(config, [None]).max_ppl is None
+    assert resolve_thresholds(config, pa.array([None], pa.float64())).max_ppl is None
 
 
 def test_both_thresholds_at_once_are_refused():
@@ -108,14 +109,15 @@ def test_a_percentile_threshold_says_so_in_the_detail():
 
 
 def test_the_summary_counts_every_reason_and_describes_the_kept():
-    scores = [{**CLEAN, "ppl": p, "response_tokens": t} for p, t in [(10.0, 50), (20.0, 70), (40.0, 90)]]
-    decisions = [None, None, ("perplexity", "…")]
-    summary = summarize(scores, decisions, LIMITS)
-    assert summary["samples"] == 3 and summary["kept"] == 2
-    assert summary["rejected"] == {"structure": 0, "too_long": 0, "ngram_repetition": 0, "corpus_boilerplate": 0,
-                                   "perplexity": 1}
+    reasons = pa.array(["perplexity", "too_long", "perplexity"])
+    summary = summarize(reasons, pa.array([10.0, 20.0, None]), pa.array([50, 70, 60]), LIMITS)
+    assert summary["samples"] == 6 and summary["kept"] == 3
+    assert summary["rejected"] == {"structure": 0, "too_long": 1, "ngram_repetition": 0, "corpus_boilerplate": 0,
+                                   "perplexity": 2}
     assert summary["kept_ppl"] == {"mean": 15.0, "median": 15.0, "min": 10.0, "max": 20.0}
     assert summary["kept_response_tokens"]["mean"] == 60.0
+    assert summarize(pa.array([], pa.string()), pa.array([], pa.float64()), pa.array([], pa.int64()),
+                     LIMITS)["kept_ppl"] is None
 
 
 def test_the_training_sequence_is_measured_as_training_tokenizes_it():
