@@ -1,8 +1,9 @@
 """The records distillery reads and writes, defined once: queries, samples, attempts and rejects.
 
-Each record is a pydantic model (what code builds and validates) plus an Arrow schema (what lands in Parquet).
-Nested, per-category values (a query's reference, a verdict's details) travel as JSON strings in Arrow, because
-their shape differs by category and Arrow wants one type per column.
+Each record is a pydantic model (what code builds and validates); its Arrow schema (what lands in Parquet) is derived
+from the model's fields (`arrow_schema`). Nested, per-category values (a query's reference, a verdict's details)
+travel as JSON strings in Arrow, because their shape differs by category and Arrow wants one type per column.
+Tables with no record of their own (evaluation samples, preprocess rejects) are defined as Arrow schemas here.
 This module must never import Ray or vLLM.
 """
 
@@ -10,11 +11,13 @@ from __future__ import annotations
 
 import hashlib
 import json
+import types
 from enum import Enum
-from typing import Annotated, Any, Literal, Union
+from typing import Annotated, Any, Literal, Union, get_args, get_origin
 
 import pyarrow as pa
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic.fields import FieldInfo
 
 
 class Category(str, Enum):
@@ -30,6 +33,46 @@ class Message(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
     role: Literal["system", "user", "assistant"]
     content: str
+
+
+# ---- Arrow schemas of records -------------------------------------------------------------------------------------
+
+
+class ArrowType:
+    """A field's stored Arrow type where it is not the default for its Python type: `Annotated[int, INT32]`."""
+
+    def __init__(self, arrow_type: pa.DataType):
+        self.arrow_type = arrow_type
+
+
+INT32 = ArrowType(pa.int32())
+_MESSAGES_TYPE = pa.list_(pa.struct([("role", pa.string()), ("content", pa.string())]))
+
+
+def arrow_schema(record: type[BaseModel]) -> pa.Schema:
+    """The Arrow schema of a record's rows, a column per field in order: strings (enums and literals too), int64,
+    float64 and bool; messages as a list of (role, content) structs; a dict as its JSON string. Every column is
+    nullable, optional field or not."""
+    return pa.schema([(name, _arrow_type(name, field)) for name, field in record.model_fields.items()])
+
+
+def _arrow_type(name: str, field: FieldInfo) -> pa.DataType:
+    for extra in field.metadata:
+        if isinstance(extra, ArrowType):
+            return extra.arrow_type
+    kind = field.annotation
+    if get_origin(kind) in (Union, types.UnionType):  # `X | None`
+        kind = next(arg for arg in get_args(kind) if arg is not type(None))
+    if kind is str or get_origin(kind) is Literal or (isinstance(kind, type) and issubclass(kind, Enum)):
+        return pa.string()
+    if get_origin(kind) is dict:
+        return pa.string()  # JSON
+    if get_origin(kind) is list and get_args(kind) == (Message,):
+        return _MESSAGES_TYPE
+    for python, arrow in ((bool, pa.bool_()), (int, pa.int64()), (float, pa.float64())):
+        if kind is python:
+            return arrow
+    raise TypeError(f"{name}: no Arrow type for {kind!r}")
 
 
 # ---- references: what a verifier checks a response against -------------------------------------------------------
@@ -183,18 +226,7 @@ def content_id(query: Query) -> str:
     return "q-" + hashlib.sha256(payload.encode()).hexdigest()[:16]
 
 
-_MESSAGES_TYPE = pa.list_(pa.struct([("role", pa.string()), ("content", pa.string())]))
-
-QUERY_SCHEMA = pa.schema(
-    [
-        ("id", pa.string()),
-        ("category", pa.string()),
-        ("messages", _MESSAGES_TYPE),
-        ("reference", pa.string()),  # JSON
-        ("source", pa.string()),
-        ("metadata", pa.string()),  # JSON
-    ]
-)
+QUERY_SCHEMA = arrow_schema(Query)  # `reference` and `metadata` as JSON (`Query.to_row`)
 
 
 # ---- distillation outputs -----------------------------------------------------------------------------------------
@@ -213,7 +245,7 @@ class Sample(BaseModel):
     verify_score: float
     verifier: str
     verify_details: str  # JSON
-    attempts: int
+    attempts: Annotated[int, INT32]
     prompt_tokens: int
     completion_tokens: int
     finish_reason: str
@@ -221,25 +253,7 @@ class Sample(BaseModel):
     config_hash: str
 
 
-SAMPLE_SCHEMA = pa.schema(
-    [
-        ("id", pa.string()),
-        ("category", pa.string()),
-        ("teacher", pa.string()),
-        ("messages", _MESSAGES_TYPE),
-        ("think", pa.string()),
-        ("answer", pa.string()),
-        ("verify_score", pa.float64()),
-        ("verifier", pa.string()),
-        ("verify_details", pa.string()),
-        ("attempts", pa.int32()),
-        ("prompt_tokens", pa.int64()),
-        ("completion_tokens", pa.int64()),
-        ("finish_reason", pa.string()),
-        ("source", pa.string()),
-        ("config_hash", pa.string()),
-    ]
-)
+SAMPLE_SCHEMA = arrow_schema(Sample)
 
 
 class Attempt(BaseModel):
@@ -248,9 +262,9 @@ class Attempt(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
     id: str
     teacher: str
-    attempt: int  # 1-based attempt number
-    candidate: int  # index among the `n` candidates of this attempt
-    turn: int  # index of the user turn answered
+    attempt: Annotated[int, INT32]  # 1-based attempt number
+    candidate: Annotated[int, INT32]  # index among the `n` candidates of this attempt
+    turn: Annotated[int, INT32]  # index of the user turn answered
     score: float
     verifier: str
     verify_details: str  # JSON
@@ -264,24 +278,7 @@ class Attempt(BaseModel):
     text: str | None = None
 
 
-ATTEMPT_SCHEMA = pa.schema(
-    [
-        ("id", pa.string()),
-        ("teacher", pa.string()),
-        ("attempt", pa.int32()),
-        ("candidate", pa.int32()),
-        ("turn", pa.int32()),
-        ("score", pa.float64()),
-        ("verifier", pa.string()),
-        ("verify_details", pa.string()),
-        ("failure", pa.string()),
-        ("prompt_tokens", pa.int64()),
-        ("completion_tokens", pa.int64()),
-        ("finish_reason", pa.string()),
-        ("config_hash", pa.string()),
-        ("text", pa.string()),
-    ]
-)
+ATTEMPT_SCHEMA = arrow_schema(Attempt)
 
 
 class Reject(BaseModel):
@@ -295,26 +292,13 @@ class Reject(BaseModel):
     teacher: str | None
     reason: str  # stable snake_case code
     detail: str
-    attempts: int = 0
+    attempts: Annotated[int, INT32] = 0
     best_score: float | None = None
     raw: str | None = None  # the offending input, truncated, for malformed rows
     config_hash: str
 
 
-REJECT_SCHEMA = pa.schema(
-    [
-        ("id", pa.string()),
-        ("origin", pa.string()),
-        ("stage", pa.string()),
-        ("teacher", pa.string()),
-        ("reason", pa.string()),
-        ("detail", pa.string()),
-        ("attempts", pa.int32()),
-        ("best_score", pa.float64()),
-        ("raw", pa.string()),
-        ("config_hash", pa.string()),
-    ]
-)
+REJECT_SCHEMA = arrow_schema(Reject)
 
 
 # ---- evaluation ---------------------------------------------------------------------------------------------------
