@@ -115,8 +115,8 @@ def read_attempts_log(run: Store, teacher: str) -> ray.data.Dataset:
     fs = run.arrow_filesystem()
     attempts = ray.data.read_parquet(run.path("teachers", teacher, "attempts"), filesystem=fs,
                                      num_cpus=INGEST_CPUS_PER_TASK)
-    queries = ray.data.read_parquet(run.path("queries"), filesystem=fs, columns=QUERY_SCHEMA.names,
-                                    num_cpus=INGEST_CPUS_PER_TASK)
+    queries = ray.data.read_parquet(run.path("queries"), filesystem=fs,
+                                    num_cpus=INGEST_CPUS_PER_TASK).select_columns(QUERY_SCHEMA.names)
     joined = join_by_id(attempts, queries, "left_outer", run.count_rows(f"teachers/{teacher}/attempts"))
     origin = f"{run.url.rstrip('/')}/teachers/{teacher}/attempts"
     return joined.map(
