@@ -76,6 +76,7 @@ def test_demo_reads_its_own_measured_query_set():
         pytest.param("teachers.0.engine", {"replicas": 4, "max_replicas": 2},
                      "teachers.0.engine.vllm: Value error, max_replicas", id="pool-range"),
         pytest.param("input.paths", [], "input.paths", id="no-inputs"),
+        pytest.param("verifiers", {"idle_s": 0}, "verifiers.idle_s", id="idle-period"),
     ],
 )
 def test_bad_values_name_their_field(path, value, message):
@@ -107,7 +108,7 @@ ENDPOINT = {"kind": "openai", "base_url": "http://a:1/v1"}
         ("teachers.0.engine", ENDPOINT, {**ENDPOINT, "base_url": "http://moved:8000/v1", "max_concurrency": 64,
                                          "timeout_s": 30, "max_retries": 9, "api_key_env": "KEY"}),
         ("teachers.0.faults", {}, {"backoff_s": 9, "breaker_failure_rate": None}),
-        ("verifiers", {}, {"replicas": 16, "num_cpus": 2}),
+        ("verifiers", {}, {"replicas": 16, "num_cpus": 2, "idle_s": 5}),
         ("shard_rows", 256, 7),
         ("flush_seconds", 30, 1),
     ],
