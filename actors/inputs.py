@@ -15,7 +15,7 @@ import numpy as np
 import pyarrow.parquet as pq
 import ray
 
-from pipeline.loaders import jsonl_lines, parse_json_line, parsed_row, source_name
+from pipeline.loaders import jsonl_lines, parse_json_line, parsed_row, source_name, stored_query
 from pipeline.resources import INGEST_CPUS_PER_TASK
 from pipeline.schema import QUERY_SCHEMA
 from pipeline.storage import Store, arrow_filesystem, data_files, filesystem
@@ -52,7 +52,8 @@ def read_raw_rows(paths: list[str], storage_options: dict[str, Any]) -> ray.data
 
 def parsed_rows(paths: list[str], storage_options: dict[str, Any], max_row_bytes: int) -> ray.data.Dataset:
     """Every input row as an ingest row (`pipeline.loaders.parsed_row`: the query, or why there is none), in input
-    order. A `jobs.preprocess` output's `kept/` holds queries validated there: it is read as it is, not parsed again."""
+    order. A `jobs.preprocess` output's `kept/` holds queries validated there: its rows are checked against the query
+    record (`pipeline.loaders.stored_query`), not parsed again under this run's limits."""
     datasets = []
     for path in paths:
         if shards := preprocessed_queries(path, storage_options):
@@ -83,10 +84,10 @@ def preprocessed_queries(path: str, storage_options: dict[str, Any]) -> list[str
 
 
 def _kept_row(row: dict[str, Any], path: str, folder: str) -> dict[str, Any]:
-    """A kept query as an ingest row; its origin is its shard, as the user named the folder, and its id."""
+    """A kept query as an ingest row, or why it is not a query; its origin is its shard, as the user named the
+    folder, and its id."""
     query = {name: _plain(row[name]) for name in QUERY_SCHEMA.names}
-    return {"origin": f"{path}{row['path'][len(folder):]}#{query['id']}", "query": json.dumps(query),
-            "reason": None, "detail": None, "raw": None}
+    return parsed_row(f"{path}{row['path'][len(folder):]}#{query['id']}", stored_query(query))
 
 
 def attempts_log_run(path: str, storage_options: dict[str, Any]) -> tuple[Store, str] | None:

@@ -68,6 +68,17 @@ def to_query(record: Any, source: str) -> Query | RowError:
     return RowError("unknown_record_shape", f"fields {sorted(record)} match no known format", raw_preview)
 
 
+def stored_query(row: dict[str, Any]) -> Query | RowError:
+    """A row in QUERY_SCHEMA's columns (a `jobs.preprocess` output's `kept/`) to a query, or the reason it is not one:
+    checked against the record, as a hand-edited shard may hold anything, without another pass through the shapes."""
+    try:
+        return Query.from_row(row)
+    except ValidationError as err:
+        return RowError("invalid_query", _validation_message(err), _preview(row))
+    except (TypeError, ValueError) as err:  # `reference` or `metadata` that is not JSON
+        return RowError("invalid_query", f"{type(err).__name__}: {err}", _preview(row))
+
+
 def _validation_message(err: ValidationError) -> str:
     parts = []
     for e in err.errors():

@@ -87,3 +87,19 @@ def test_a_preprocess_outputs_kept_queries_are_read_as_they_are_not_parsed_again
     assert {i: json.loads(r["query"]) for i, r in kept.items()} == {q.id: q.to_row() for q in queries}
     assert kept["long"]["origin"] == f"{tmp_path}/preprocessed/kept/part-0.parquet#long"
     assert sorted(r["reason"] or "query" for r in elsewhere) == ["query", "row_too_large"]
+
+
+def test_a_hand_edited_row_in_a_preprocess_output_is_rejected_the_rest_kept(cluster, tmp_path):
+    """`kept/` is trusted to be in the query schema, not to hold only valid queries: a row edited by hand is an
+    `invalid_query` reject at ingest, as it would be in any input, instead of failing the teacher stage later."""
+    good = to_query({"id": "good", "category": "math", "prompt": "What is 2 + 2?", "reference": {"answer": "4"}}, "mix")
+    edited = {**good.to_row(), "id": "edited", "reference": None}
+    (tmp_path / "kept").mkdir()
+    pq.write_table(pa.Table.from_pylist([good.to_row(), edited], schema=QUERY_SCHEMA), tmp_path / "kept" / "p.parquet")
+    (tmp_path / "summary.json").write_text("{}")
+
+    rows = {r["origin"].rsplit("#", 1)[1]: r for r in parsed_rows([str(tmp_path / "kept")], {}, 10_000).take_all()}
+
+    assert json.loads(rows["good"]["query"]) == good.to_row()
+    assert rows["edited"]["query"] is None and rows["edited"]["reason"] == "invalid_query"
+    assert "needs a `reference`" in rows["edited"]["detail"]

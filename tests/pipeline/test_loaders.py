@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from pipeline.loaders import RowError, parse_json_line, parse_jsonl_file, source_name, to_query
+from pipeline.loaders import RowError, parse_json_line, parse_jsonl_file, source_name, stored_query, to_query
 from tests.conftest import shared_file
 
 # (file, category, valid rows, rows quarantined because the published data is broken)
@@ -155,3 +155,24 @@ def test_query_schema_rows_with_json_text_fields_load():
     query = Query(id="q1", category="math", prompt="What is 2 + 3?", reference={"answer": "5"}, metadata={"k": 1})
     assert to_query(query.to_row(), "kept") == query
     assert to_query({**query.to_row(), "reference": "{broken"}, "kept").reason == "invalid_query"
+
+
+@pytest.mark.parametrize(
+    "change, named",
+    [
+        pytest.param({"category": "poetry"}, "category", id="unknown-category"),
+        pytest.param({"reference": None}, "needs a `reference`", id="math-without-reference"),
+        pytest.param({"reference": "{broken"}, "JSONDecodeError", id="reference-not-json"),
+        pytest.param({"messages": []}, "messages", id="no-messages"),
+        pytest.param({"messages": [{"role": "user", "content": "  "}]}, "empty", id="empty-user-turn"),
+    ],
+)
+def test_a_stored_query_row_is_checked_against_the_record(change, named):
+    """A hand-edited `kept/` shard is held to the query record: a bad row is a row error, never an exception."""
+    from pipeline.schema import Query
+
+    row = Query(id="q1", category="math", prompt="What is 2 + 3?", reference={"answer": "5"}).to_row()
+    assert stored_query(row).to_row() == row
+    result = stored_query({**row, **change})
+    assert isinstance(result, RowError) and result.reason == "invalid_query"
+    assert named in result.detail
