@@ -13,7 +13,8 @@ continues where it stopped. Scores made with other scoring settings (another ref
 not mixed in: the folder is cleared and everything is scored again, with a line saying so. Phase 2 (deciding) needs
 the whole teacher's distribution (percentile thresholds, corpus-wide n-gram counts): it resolves them once, decides
 batch by batch on the cluster (each sample joined with its scores by id), writes `filtered/` and `filter_rejects/`
-under `_filter_staging/<tag>/` and only then swaps them in, so readers see one run's outputs or the previous ones. Changing only thresholds re-runs phase 2 alone.
+under `_filter_staging/<tag>/` and only then swaps them in, so readers see one run's outputs or the previous ones.
+Changing only thresholds re-runs phase 2 alone.
 Every accepted sample ends in exactly one of `filtered/` and `filter_rejects/`.
 """
 

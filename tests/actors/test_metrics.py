@@ -41,6 +41,7 @@ def test_rejects_by_reason_and_attempts_are_exported(local_ray):
         if "distillery_rejected" in text and "distillery_attempts" in text:
             break
         time.sleep(1)
-    rejected = [line for line in text.splitlines() if line.startswith(("ray_distillery_rejected", "distillery_rejected"))]
+    rejected = [line for line in text.splitlines()
+                if line.startswith(("ray_distillery_rejected", "distillery_rejected"))]
     assert any('reason="exhausted"' in line and 'teacher="t"' in line for line in rejected), text[-2000:]
     assert "distillery_attempts" in text and "distillery_in_flight" in text

@@ -67,7 +67,8 @@ def test_demo_reads_its_own_measured_query_set():
     [
         pytest.param("teachers.0.max_attempts", 0, "teachers.0.max_attempts", id="attempts"),
         pytest.param("teachers.0.accept_threshold", 1.5, "teachers.0.accept_threshold", id="threshold"),
-        pytest.param("teachers.0.sampling", {"default": {"temperature": -1}}, "teachers.0.sampling.default.temperature", id="temperature"),
+        pytest.param("teachers.0.sampling", {"default": {"temperature": -1}}, "teachers.0.sampling.default.temperature",
+                     id="temperature"),
         pytest.param("teachers.0.sampling", {"poetry": {}}, "unknown categories", id="sampling-category"),
         pytest.param("teachers.0.name", "has space", "teachers.0.name", id="teacher-name"),
         pytest.param("teachers.0.response_format", "xml", "teachers.0.response_format", id="format"),

@@ -80,7 +80,8 @@ def test_best_of_n_candidates_wins():
         score = 0.95 if "<answer>a<" in response else 0.99
         return Verdict(score, "graded/1", {})
 
-    engine = ScriptedEngine([("<think>x</think><answer>a</answer>", "stop"), ("<think>x</think><answer>b</answer>", "stop")])
+    engine = ScriptedEngine([("<think>x</think><answer>a</answer>", "stop"),
+                             ("<think>x</think><answer>b</answer>", "stop")])
     outcome = run(MATH, engine, verify=graded)
     assert outcome.sample.answer == "b" and outcome.sample.verify_score == 0.99
     assert [a.candidate for a in outcome.attempts] == [0, 1]
@@ -110,13 +111,15 @@ def test_request_refused_by_engine_is_rejected_without_retry():
 
 def test_multi_turn_is_distilled_turn_by_turn_with_accepted_answers_in_context():
     chat = Query.model_validate(
-        {"id": "mt", "category": "chat", "messages": [{"role": "user", "content": "hi"}, {"role": "user", "content": "more"}]}
+        {"id": "mt", "category": "chat",
+         "messages": [{"role": "user", "content": "hi"}, {"role": "user", "content": "more"}]}
     )
 
     async def anything(query, response):
         return Verdict(1.0, "judge/1", {})
 
-    engine = ScriptedEngine([("<think>t1</think><answer>a1</answer>", "stop")], [("<think>t2</think><answer>a2</answer>", "stop")])
+    engine = ScriptedEngine([("<think>t1</think><answer>a1</answer>", "stop")],
+                            [("<think>t2</think><answer>a2</answer>", "stop")])
     outcome = run(chat, engine, verify=anything, system_prompt="")
     assert [m.role for m in outcome.sample.messages] == ["user", "assistant", "user", "assistant"]
     second_request = engine.requests[1]

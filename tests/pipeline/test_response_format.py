@@ -25,7 +25,8 @@ from pipeline.response_format import (
         pytest.param("", "think_answer", "", "", "missing_think", id="empty-response"),
         pytest.param("<think> </think><answer>b</answer>", "think_answer", "", "", "empty_think", id="empty-think"),
         pytest.param("<think>a</think><answer></answer>", "think_answer", "", "", "empty_answer", id="empty-answer"),
-        pytest.param("<think>a</think>\nThe answer is 4", "think_then_answer", "a", "The answer is 4", None, id="r1-style"),
+        pytest.param("<think>a</think>\nThe answer is 4", "think_then_answer", "a", "The answer is 4", None,
+                     id="r1-style"),
         pytest.param("step 1\nstep 2\nThe answer is 4", "plain", "step 1\nstep 2", "The answer is 4", None, id="plain"),
         pytest.param("4", "plain", "", "", "empty_think", id="plain-one-line"),
         pytest.param(

@@ -34,7 +34,8 @@ def test_given_id_is_kept():
         pytest.param({"category": "math", "prompt": "x"}, "reference", id="math-without-reference"),
         pytest.param({"category": "chat"}, "messages", id="no-prompt-or-messages"),
         pytest.param({"category": "chat", "prompt": "x", "messages": []}, "both", id="prompt-and-messages"),
-        pytest.param({"category": "chat", "messages": [{"role": "assistant", "content": "x"}]}, "user", id="ends-with-assistant"),
+        pytest.param({"category": "chat", "messages": [{"role": "assistant", "content": "x"}]}, "user",
+                     id="ends-with-assistant"),
         pytest.param({"category": "chat", "prompt": "   "}, "empty", id="blank-prompt"),
         pytest.param(
             {"category": "code", "prompt": "x", "reference": {"tests": {"kind": "assert", "asserts": []}}},
@@ -62,7 +63,8 @@ def test_row_round_trip_through_arrow():
             "id": "mbpp-3",
             "category": "code",
             "prompt": "write f",
-            "reference": {"language": "python", "tests": {"kind": "assert", "setup": "", "asserts": ["assert f(1) == 2"]}},
+            "reference": {"language": "python",
+                          "tests": {"kind": "assert", "setup": "", "asserts": ["assert f(1) == 2"]}},
             "source": "mbpp",
             "metadata": {"k": 1},
         }

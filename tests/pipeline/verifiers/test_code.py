@@ -101,13 +101,15 @@ def test_answer_without_code_scores_zero(verifier):
     assert verifier.verify(query, "I would loop over it.").failure == "no_code_extracted"
 
 
-CPP_ACL = '#include <iostream>\nint main() {\n  int k; std::cin >> k;\n  for (int i = 0; i < k; ++i) std::cout << "ACL";\n  std::cout << "\\n";\n}\n'
+CPP_ACL = ('#include <iostream>\nint main() {\n  int k; std::cin >> k;\n'
+           '  for (int i = 0; i < k; ++i) std::cout << "ACL";\n  std::cout << "\\n";\n}\n')
 
 
 def cpp_query() -> Query:
     return Query.model_validate(
         {"category": "code", "prompt": "Print ACL K times.", "reference": {"language": "cpp", "tests": {
-            "kind": "stdio", "cases": [{"input": "3\n", "output": "ACLACLACL\n"}, {"input": "1\n", "output": "ACL\n"}]}}}
+            "kind": "stdio",
+            "cases": [{"input": "3\n", "output": "ACLACLACL\n"}, {"input": "1\n", "output": "ACL\n"}]}}}
     )
 
 

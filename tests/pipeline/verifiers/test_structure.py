@@ -14,7 +14,8 @@ VARIED = " ".join(f"step {i} adds {i} to the total." for i in range(60))
         pytest.param(VARIED, None, id="long-but-varied"),
         pytest.param("So 2 + 2 = 4.\n" * 5, "repetitive_lines", id="same-line-looping"),
         pytest.param("a\nb\na\nb\na\nb", None, id="alternating-lines"),
-        pytest.param(" ".join(["we add the two numbers and then we check the result again carefully"] * 8), "repetitive_ngram", id="phrase-loop"),
+        pytest.param(" ".join(["we add the two numbers and then we check the result again carefully"] * 8),
+                     "repetitive_ngram", id="phrase-loop"),
     ],
 )
 def test_repetition(text, failure):
