@@ -43,6 +43,8 @@ def check_inputs(paths: list[str], storage_options: dict[str, Any] | None = None
             raise ConfigError(f"input {path}: no such file or folder")
         if not files:
             raise ConfigError(f"input {path}: the folder holds no data files")
+        if what := _job_output(fs, fs_path, path):
+            raise ConfigError(f"input {path}: {what}")
         root = fs_path.rstrip("/")
         shown = {f: path.rstrip("/") + f[len(root):] if f != fs_path else path for f in files}
         # Object storage answers one request at a time slowly; a folder of shards is read in parallel.
@@ -122,6 +124,22 @@ def filesystem_for(
         return filesystem(url, storage_options)
     except (ValueError, ImportError) as err:  # an unknown protocol, or one whose package is missing
         raise ConfigError(f"{role} {url}: {err}") from None
+
+
+def _job_output(fs: fsspec.AbstractFileSystem, fs_path: str, path: str) -> str | None:
+    """What to name instead when `path` is the top of a job's output, where queries, samples and rejects lie side by
+    side (the likeliest wrong folder to give): None for any other folder."""
+    root, shown = fs_path.rstrip("/"), path.rstrip("/")
+    if fs.isdir(f"{root}/kept") and fs.exists(f"{root}/summary.json"):
+        return f"a jobs.preprocess output, not one dataset: its queries are {shown}/kept"
+    if fs.isdir(f"{root}/teachers") and fs.exists(f"{root}/queries/_SUCCESS"):
+        teachers = sorted(t.rstrip("/").rsplit("/", 1)[-1] for t in fs.ls(f"{root}/teachers", detail=False))
+        return (f"a jobs.distill output, not one dataset: its samples are {shown}/teachers/TEACHER/accepted (or "
+                f"filtered, after jobs.filter) with TEACHER one of {', '.join(teachers)}; its queries are "
+                f"{shown}/queries")
+    if posixpath.basename(posixpath.dirname(root)) == "teachers" and fs.isdir(f"{root}/accepted"):
+        return f"a teacher's folder of a jobs.distill output: its samples are {shown}/accepted (or {shown}/filtered)"
+    return None
 
 
 def _has_rows(fs: fsspec.AbstractFileSystem, path: str, shown: str) -> bool:

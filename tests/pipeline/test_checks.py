@@ -52,6 +52,16 @@ def folder_of_shards(tmp: Path) -> str:
     return path
 
 
+def preprocess_output(tmp: Path) -> str:
+    return folder(tmp, {"summary.json": "{}", "config.json": "{}", "kept/part-0.jsonl": QUERY,
+                        "rejects/part-0.jsonl": QUERY})
+
+
+def distill_output(tmp: Path) -> str:
+    return folder(tmp, {"config.json": "{}", "queries/_SUCCESS": "{}", "queries/part-0.jsonl": QUERY,
+                        "teachers/am/accepted/part-0.jsonl": QUERY, "teachers/r1/accepted/part-0.jsonl": QUERY})
+
+
 GOOD_INPUTS = {
     "jsonl": lambda tmp: write(tmp / "q.jsonl", QUERY + "\n"),
     "jsonl-gz": lambda tmp: write(tmp / "q.jsonl.gz", gzip.compress(QUERY.encode())),
@@ -81,13 +91,21 @@ BAD_INPUTS = {
                           "in: the folder holds no data files"),
     "foreign-file-in-folder": (lambda tmp: folder(tmp, {"a.jsonl": QUERY, "notes.md": "#"}), "in/notes.md: not JSONL"),
     "unknown-protocol": (lambda tmp: "s4://bucket/q.jsonl", "s4://bucket/q.jsonl: Protocol not known: s4"),
+    # The top of a job's output instead of the dataset inside it: the refusal names the folder to give.
+    "preprocess-output": (preprocess_output,
+                          "in: a jobs.preprocess output, not one dataset: its queries are {tmp}/in/kept"),
+    "distill-output": (distill_output, "its samples are {tmp}/in/teachers/TEACHER/accepted (or filtered, after "
+                                       "jobs.filter) with TEACHER one of am, r1; its queries are {tmp}/in/queries"),
+    "teacher-folder": (lambda tmp: distill_output(tmp) + "/teachers/am",
+                       "am: a teacher's folder of a jobs.distill output: its samples are "
+                       "{tmp}/in/teachers/am/accepted"),
 }
 
 
 @pytest.mark.parametrize("make, message", BAD_INPUTS.values(), ids=BAD_INPUTS.keys())
 def test_bad_inputs_are_refused_with_the_path_and_the_reason(tmp_path, make, message):
     refused = refusal(check_inputs, [make(tmp_path)], {})
-    assert refused.startswith("input ") and message in refused, refused
+    assert refused.startswith("input ") and message.format(tmp=tmp_path) in refused, refused
 
 
 def test_inputs_on_object_storage_are_checked_the_same_way(s3_server):
