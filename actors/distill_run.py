@@ -31,6 +31,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pyarrow as pa
+import pyarrow.parquet as pq
 import ray
 from tqdm import tqdm
 
@@ -44,7 +45,7 @@ from pipeline.checks import check_inputs, check_model, check_output
 from pipeline.config import ConfigError, DistillConfig, TeacherConfig
 from pipeline.duplicate_ids import staged_first_rows
 from pipeline.engine import REQUEST_FAILURES
-from pipeline.plots import response_length_figure
+from pipeline.plots import LengthCounts, count_lengths, response_length_figure
 from pipeline.report import teacher_yield
 from pipeline.resources import INGEST_CPUS_PER_TASK, plan_resources
 from pipeline.schema import ATTEMPT_SCHEMA, QUERY_SCHEMA, REJECT_SCHEMA, SAMPLE_SCHEMA, Reject
@@ -120,11 +121,13 @@ def run_distill(config: DistillConfig, progress: bool = True, engine_class: str 
 
 def write_length_plot(config: DistillConfig, store: Store) -> str:
     """Response lengths of every accepted sample so far (earlier runs into this output included), per teacher and
-    category; returns where the figure is."""
-    columns = ["teacher", "category", "completion_tokens"]
-    tables = [store.read_table(f"teachers/{t.name}/accepted", columns=columns) for t in config.teachers]
-    samples = pa.concat_tables([t for t in tables if t is not None] or [SAMPLE_SCHEMA.empty_table().select(columns)])
-    store.write_bytes(LENGTH_PLOT, response_length_figure(samples))
+    category, counted a shard at a time: the driver holds the counts, not the samples. Returns where the figure is."""
+    counts: LengthCounts = {}
+    for teacher in config.teachers:
+        for shard in store.shards(f"teachers/{teacher.name}/accepted"):
+            samples = pq.read_table(shard, columns=["teacher", "category", "completion_tokens"], filesystem=store.fs)
+            count_lengths(samples, counts=counts)
+    store.write_bytes(LENGTH_PLOT, response_length_figure(counts))
     return store.url.rstrip("/") + "/" + LENGTH_PLOT
 
 

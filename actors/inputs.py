@@ -9,9 +9,12 @@ turned into the same JSON bytes a JSONL line would hold, so one parser serves bo
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
+from itertools import islice
 from typing import Any
 
 import numpy as np
+import pyarrow as pa
 import pyarrow.parquet as pq
 import ray
 
@@ -23,6 +26,9 @@ from pipeline.verifiers.audit import attempt_record
 
 # Rows per partition of a join, roughly: a join's memory per task stays bounded as the data grows.
 ROWS_PER_JOIN_PARTITION = 100_000
+# Lines per block read from a JSONL file: what a read task holds, whatever the file's size.
+JSONL_LINES_PER_BLOCK = 8192
+RAW_ROW_SCHEMA = pa.schema([("origin", pa.string()), ("raw", pa.binary()), ("source", pa.string())])
 
 
 def read_raw_rows(paths: list[str], storage_options: dict[str, Any]) -> ray.data.Dataset:
@@ -32,9 +38,10 @@ def read_raw_rows(paths: list[str], storage_options: dict[str, Any]) -> ray.data
         fs, fs_path = filesystem(path, storage_options)
         files = _files(path, fs, fs_path)
         source = source_name(path)
-        read_args = {"filesystem": arrow_filesystem(fs), "include_paths": True, "num_cpus": INGEST_CPUS_PER_TASK}
         if parquet := [f for f in files if f.endswith(".parquet")]:
-            datasets.append(ray.data.read_parquet(parquet, **read_args).map(
+            datasets.append(ray.data.read_parquet(
+                parquet, filesystem=arrow_filesystem(fs), include_paths=True, num_cpus=INGEST_CPUS_PER_TASK,
+            ).map(
                 lambda row, files=files, source=source: {
                     "origin": f"{files[row.pop('path')]}#row",
                     "raw": json.dumps(_plain(row), default=str).encode(),
@@ -43,11 +50,20 @@ def read_raw_rows(paths: list[str], storage_options: dict[str, Any]) -> ray.data
                 num_cpus=INGEST_CPUS_PER_TASK,
             ))
         if jsonl := [f for f in files if not f.endswith(".parquet")]:
-            datasets.append(ray.data.read_binary_files(jsonl, **read_args).flat_map(
-                lambda file, files=files: jsonl_lines(files[file["path"]], file["bytes"]),
-                num_cpus=INGEST_CPUS_PER_TASK,
-            ))
+            datasets.append(ray.data.from_items([{"file": f} for f in jsonl], override_num_blocks=len(jsonl))
+                            .map_batches(_read_lines, batch_size=1, num_cpus=INGEST_CPUS_PER_TASK,
+                                         fn_kwargs={"fs": fs, "files": files, "lines": JSONL_LINES_PER_BLOCK}))
     return datasets[0] if len(datasets) == 1 else datasets[0].union(*datasets[1:])
+
+
+def _read_lines(batch: dict[str, np.ndarray], fs: Any, files: dict[str, str], lines: int) -> Iterator[pa.Table]:
+    """A JSONL file's rows (`pipeline.loaders.jsonl_lines`), streamed from storage a block of `lines` at a time: one
+    file may hold the whole corpus."""
+    for file in batch["file"]:
+        with fs.open(file, "rb") as f:
+            rows = jsonl_lines(files[file], f)
+            while block := list(islice(rows, lines)):
+                yield pa.Table.from_pylist(block, schema=RAW_ROW_SCHEMA)
 
 
 def parsed_rows(paths: list[str], storage_options: dict[str, Any], max_row_bytes: int) -> ray.data.Dataset:

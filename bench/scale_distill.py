@@ -12,9 +12,9 @@ time once a random share of the work is committed, and started again with the sa
 the end. Then every teacher must hold each query exactly once across `accepted/` and `rejects/` (0 lost, 0
 duplicated), and ingest must have kept the first row of each repeated id.
 
-Reported: total wall time (kills and restarts included), queries per second, and the driver's peak RSS (psutil,
-sampled every 0.2 s, of the driver process alone), per start and over all; also the largest RSS of any one other
-process of the run (a Ray worker, the raylet), the "each task" side of the same question.
+Reported: total wall time (kills and restarts included), queries per second, and the driver's peak RSS and USS
+(psutil, sampled every 0.2 s, of the driver process alone), per start and over all; also the largest RSS of any one
+other process of the run (a Ray worker, the raylet), the "each task" side of the same question.
 
 The k-th of K kills comes at a random share of the work in the k-th of K+1 equal spans (±1/4 of a span), so no
 start runs much more than half the work: on a shared host, `--lock FILE` takes that file's lock (as `flock FILE`
@@ -99,10 +99,12 @@ def child(config_path: str) -> None:
 
 
 class Sampler:
-    """Peak RSS of the driver process and of the largest other process in its session, sampled in a thread."""
+    """Peak RSS of the driver process and of the largest other process in its session, sampled in a thread; and the
+    driver's peak USS, its memory alone: RSS also counts the pages of Ray's shared object store that it has read
+    blocks from (bounded by the store's size, not the driver's to free)."""
 
     def __init__(self, driver: psutil.Process):
-        self.driver, self.driver_peak, self.other_peak = driver, 0, 0
+        self.driver, self.driver_peak, self.driver_peak_uss, self.other_peak = driver, 0, 0, 0
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
         self._thread.start()
@@ -110,7 +112,9 @@ class Sampler:
     def _run(self) -> None:
         while not self._stop.wait(0.2):
             try:
-                self.driver_peak = max(self.driver_peak, self.driver.memory_info().rss)
+                memory = self.driver.memory_full_info()
+                self.driver_peak = max(self.driver_peak, memory.rss)
+                self.driver_peak_uss = max(self.driver_peak_uss, memory.uss)
                 others = self.driver.children(recursive=True)
             except psutil.Error:
                 continue
@@ -220,6 +224,7 @@ def main() -> None:
         starts.append({"killed_at": None if at is None else f"{committed(store) / total:.0%} committed",
                        "wall_s": round(time.monotonic() - begun, 1),
                        "driver_peak_rss_mb": round(sampler.driver_peak / 2**20),
+                       "driver_peak_uss_mb": round(sampler.driver_peak_uss / 2**20),
                        "other_process_peak_rss_mb": round(sampler.other_peak / 2**20)})
     wall_s = sum(s["wall_s"] for s in starts)  # waits for the lock left out
     summary = json.loads(store.read_text("summary.json"))
@@ -232,6 +237,7 @@ def main() -> None:
         "wall_s": round(wall_s, 1),
         "queries_per_s": round(total / wall_s, 1),  # teacher-queries committed per second, restarts included
         "driver_peak_rss_mb": max(s["driver_peak_rss_mb"] for s in starts),
+        "driver_peak_uss_mb": max(s["driver_peak_uss_mb"] for s in starts),
         "last_start": {"wall_s": summary["wall_s"], "input": summary["input"]},
         "work": str(work),
     }

@@ -20,9 +20,9 @@ import pyarrow.parquet as pq
 from pipeline.storage import Store
 
 # Rows of one bucket: its ids and positions are in memory at once (about 100 bytes a row).
-QUERIES_PER_BUCKET = 500_000
-# Rows each bucket buffers before it writes a shard, while the staged rows are split.
-_BUCKET_SHARD_ROWS = 65_536
+QUERIES_PER_BUCKET = 100_000
+# Rows all buckets buffer together, while the staged rows are split, before the fullest writes a shard.
+_PENDING_ROWS = 65_536
 _KEYS = ["id", "position"]
 
 
@@ -55,6 +55,7 @@ def _split(store: Store, staged: str, buckets: int) -> Iterator[pa.Table | None]
     store.remove(root)
     pending: list[list[pa.Table]] = [[] for _ in range(buckets)]
     sequence = [0] * buckets
+    held = 0
 
     def write(bucket: int) -> None:
         table = pa.concat_tables(pending[bucket])
@@ -68,8 +69,11 @@ def _split(store: Store, staged: str, buckets: int) -> Iterator[pa.Table | None]
         bucket_of = pd.util.hash_array(ids, categorize=False) % np.uint64(buckets)
         for bucket in map(int, np.unique(bucket_of)):
             pending[bucket].append(keys.filter(pa.array(bucket_of == bucket)))
-            if sum(map(len, pending[bucket])) >= _BUCKET_SHARD_ROWS:
-                write(bucket)
+        held += keys.num_rows
+        while held >= _PENDING_ROWS:
+            fullest = max(range(buckets), key=lambda b: sum(map(len, pending[b])))
+            held -= sum(map(len, pending[fullest]))
+            write(fullest)
     for bucket in range(buckets):
         if pending[bucket]:
             write(bucket)

@@ -8,11 +8,13 @@ LiveCodeBench, IFEval, MT-Bench, Arena-Hard, ARC). A row that fits no shape, or 
 
 from __future__ import annotations
 
+import gzip
+import io
 import json
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, BinaryIO
 
 from pydantic import ValidationError
 
@@ -316,19 +318,17 @@ def parsed_row(origin: str, result: Query | RowError) -> dict[str, Any]:
     return {"origin": origin, "query": json.dumps(result.to_row()), "reason": None, "detail": None, "raw": None}
 
 
-def jsonl_lines(path: str, data: bytes) -> list[dict[str, Any]]:
+def jsonl_lines(path: str, data: bytes | BinaryIO) -> Iterator[dict[str, Any]]:
     """Every non-blank line of a JSONL file (gzipped or not), in order: its origin `path:line`, its bytes and the
-    file's source name. The one way input files are split into rows, for every job."""
+    file's source name. The one way input files are split into rows, for every job. `data` is the file's bytes, or
+    the file open for reading: it is then read a line at a time, so its size does not decide the memory taken."""
+    stream = io.BytesIO(data) if isinstance(data, bytes) else data
     if path.endswith(".gz"):
-        import gzip
-
-        data = gzip.decompress(data)
+        stream = gzip.open(stream)
     source = source_name(path)
-    return [
-        {"origin": f"{path}:{number}", "raw": line, "source": source}
-        for number, line in enumerate(data.split(b"\n"), start=1)
-        if line.strip()
-    ]
+    for number, line in enumerate(stream, start=1):
+        if line.strip():
+            yield {"origin": f"{path}:{number}", "raw": line.removesuffix(b"\n"), "source": source}
 
 
 def parse_jsonl_file(path: str, data: bytes, max_row_bytes: int = MAX_ROW_BYTES) -> list[dict[str, Any]]:

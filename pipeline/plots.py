@@ -6,6 +6,7 @@ Matplotlib is imported where it is used, with the Agg backend: jobs run on headl
 from __future__ import annotations
 
 import io
+from collections import Counter
 from collections.abc import Sequence
 from typing import Any
 
@@ -34,35 +35,54 @@ def png_bytes(figure: Any) -> bytes:
     return buffer.getvalue()
 
 
-def response_length_figure(
-    samples: pa.Table, column: str = "completion_tokens", ylabel: str = "accepted samples",
-    marks: Sequence[float] = (),
-) -> bytes:
-    """Distributions of response length (`column`, by default `completion_tokens` of accepted samples): one panel per
-    category, one histogram per teacher, as the paper compares teachers' datasets. `samples` has columns teacher,
-    category and `column`. Lengths span orders of magnitude, so the bins are logarithmic; `marks` draws dashed
-    vertical lines (the paper's 1,024 and 10,240 tokens)."""
-    # Columnar throughout: a run's every accepted sample passes through here, so no Python object per sample.
-    teacher_of, category_of = samples.column("teacher"), samples.column("category")
-    teachers = sorted(pc.unique(teacher_of).to_pylist())
-    categories = sorted(pc.unique(category_of).to_pylist())
+# How many samples of each teacher and category have each length: {(teacher, category): {length: samples}}.
+LengthCounts = dict[tuple[str, str], Counter]
+
+
+def count_lengths(samples: pa.Table, column: str = "completion_tokens", counts: LengthCounts | None = None
+                  ) -> LengthCounts:
+    """`counts` (or new ones) plus the lengths of `samples` (columns teacher, category and `column`). Exact, and as
+    large as the distinct lengths rather than the samples, so a run's every sample can pass a shard at a time. A
+    length below 1 counts as 1: the figure's axis is logarithmic."""
+    counts = {} if counts is None else counts
+    grouped = pa.table({
+        "teacher": samples.column("teacher"), "category": samples.column("category"),
+        "length": pc.max_element_wise(samples.column(column), 1),
+    }).group_by(["teacher", "category", "length"]).aggregate([([], "count_all")])
+    for teacher, category, length, n in zip(
+        *(grouped.column(name).to_pylist() for name in ("teacher", "category", "length", "count_all"))
+    ):
+        counts.setdefault((teacher, category), Counter())[length] += n
+    return counts
+
+
+def response_length_figure(counts: LengthCounts, ylabel: str = "accepted samples", marks: Sequence[float] = ()
+                           ) -> bytes:
+    """Distributions of response length (`count_lengths`, by default of accepted samples' `completion_tokens`): one
+    panel per category, one histogram per teacher, as the paper compares teachers' datasets. Lengths span orders of
+    magnitude, so the bins are logarithmic; `marks` draws dashed vertical lines (the paper's 1,024 and 10,240
+    tokens)."""
+    teachers = sorted({teacher for teacher, _ in counts})
+    categories = sorted({category for _, category in counts})
     figure, axes = new_figure(1, max(len(categories), 1), 4.5 * max(len(categories), 1), 3.6)
-    lengths = np.maximum(samples.column(column).to_numpy().astype(float), 1)
-    bins = np.geomspace(lengths.min(), lengths.max() * 1.01, 30) if len(lengths) else 10
+    seen = [length for lengths in counts.values() for length in lengths]
+    shortest, longest = (min(seen), max(seen)) if seen else (1, 1)
+    bins = np.geomspace(shortest, longest * 1.01, 30) if seen else 10
     from matplotlib.ticker import FuncFormatter
 
     plain = FuncFormatter(lambda x, _: f"{x:g}")
     for ax, category in zip(axes[0], categories):
         for teacher in teachers:
-            chosen = lengths[pc.and_(pc.equal(teacher_of, teacher), pc.equal(category_of, category)).to_numpy()]
-            if len(chosen):
-                ax.hist(chosen, bins=bins, histtype="step", linewidth=1.5,
-                        label=f"{teacher} (n={len(chosen)}, median {np.median(chosen):.0f})")
+            if found := counts.get((teacher, category)):
+                lengths = np.array(sorted(found))
+                weights = np.array([found[length] for length in lengths])
+                ax.hist(lengths, bins=bins, weights=weights, histtype="step", linewidth=1.5,
+                        label=f"{teacher} (n={weights.sum()}, median {_median(lengths, weights):.0f})")
         for mark in marks:
             ax.axvline(mark, color="tab:gray", linestyle="--", linewidth=0.8)
         ax.set_xscale("log")
         ax.xaxis.set_major_formatter(plain)  # 200, not 2×10²
-        if len(lengths) and lengths.max() < 10 * lengths.min():  # less than a decade: label the minor ticks too
+        if longest < 10 * shortest:  # less than a decade: label the minor ticks too
             ax.xaxis.set_minor_formatter(plain)
             ax.tick_params(axis="x", which="minor", labelsize=7)
         ax.set_title(category)
@@ -72,6 +92,13 @@ def response_length_figure(
     if not categories:
         axes[0][0].set_title("no samples yet")
     return png_bytes(figure)
+
+
+def _median(lengths: np.ndarray, weights: np.ndarray) -> float:
+    """`np.median` of the samples that `weights` counts of sorted `lengths` stand for."""
+    ends = np.cumsum(weights)
+    middle = [lengths[np.searchsorted(ends, k, side="right")] for k in ((ends[-1] - 1) // 2, ends[-1] // 2)]
+    return sum(middle) / 2
 
 
 def histograms_figure(panels: Sequence[tuple]) -> bytes:

@@ -342,7 +342,7 @@ def length_section(teachers: list[TeacherRun]) -> Section:
         "response_tokens.png",
         "Response length of accepted samples, one panel per category, one outline per teacher; logarithmic bins. "
         "Dashed lines mark 1,024 and 10,240 tokens: a diverse teacher has mass on both sides.",
-        plots.response_length_figure(accepted, marks=(SHORT_TOKENS, LONG_TOKENS)),
+        plots.response_length_figure(plots.count_lengths(accepted), marks=(SHORT_TOKENS, LONG_TOKENS)),
     )]
     filtered_rows = _length_rows(
         teachers, lambda tb: None if tb.filtered is None else (tb.filtered, "response_tokens")
@@ -355,7 +355,7 @@ def length_section(teachers: list[TeacherRun]) -> Section:
         figures.append(Figure(
             "response_tokens_filtered.png",
             "Response length of samples kept by jobs.filter, in the student's tokens; logarithmic bins.",
-            plots.response_length_figure(kept, column="response_tokens", ylabel="kept samples",
+            plots.response_length_figure(plots.count_lengths(kept, "response_tokens"), ylabel="kept samples",
                                          marks=(SHORT_TOKENS, LONG_TOKENS)),
         ))
     return Section(

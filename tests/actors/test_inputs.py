@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 import json
 
 import fsspec
@@ -103,3 +104,15 @@ def test_a_hand_edited_row_in_a_preprocess_output_is_rejected_the_rest_kept(clus
     assert json.loads(rows["good"]["query"]) == good.to_row()
     assert rows["edited"]["query"] is None and rows["edited"]["reason"] == "invalid_query"
     assert "needs a `reference`" in rows["edited"]["detail"]
+
+
+def test_a_jsonl_file_streamed_a_few_lines_at_a_time_keeps_every_line_in_order(cluster, tmp_path, monkeypatch):
+    """A corpus may be one file: it is read a block of lines at a time (bench.scale_distill measures the memory)."""
+    monkeypatch.setattr("actors.inputs.JSONL_LINES_PER_BLOCK", 10)
+    corpus = tmp_path / "corpus.jsonl.gz"
+    corpus.write_bytes(gzip.compress(b"".join(b'{"id": "q%d"}\n\n' % i for i in range(25))))
+
+    rows = read_raw_rows([str(corpus)], {}).take_all()
+
+    assert [json.loads(r["raw"])["id"] for r in rows] == [f"q{i}" for i in range(25)]
+    assert [r["origin"] for r in rows] == [f"{corpus}:{2 * i + 1}" for i in range(25)]

@@ -33,9 +33,11 @@ def split(store: Store, rows: int) -> tuple[list[dict], list[dict]]:
     return firsts, laters
 
 
-@pytest.mark.parametrize("bucket_rows", [1_000, 5, 1])
-def test_each_id_keeps_its_first_row_and_every_later_row_is_a_duplicate(store, monkeypatch, bucket_rows):
+@pytest.mark.parametrize("bucket_rows, pending_rows", [(1_000, 65_536), (5, 65_536), (5, 7), (1, 1)])
+def test_each_id_keeps_its_first_row_and_every_later_row_is_a_duplicate(store, monkeypatch, bucket_rows, pending_rows):
+    """Whatever the size of a bucket, and however few rows the buckets hold before one is written out."""
     monkeypatch.setattr(duplicate_ids, "QUERIES_PER_BUCKET", bucket_rows)
+    monkeypatch.setattr(duplicate_ids, "_PENDING_ROWS", pending_rows)
     rng = random.Random(0)
     ids = [f"q{rng.randrange(40)}" for _ in range(120)]
     stage(store, ids)

@@ -1,10 +1,13 @@
 """Loaders: public dataset rows map into the query format; bad rows come back with a reason, never an exception."""
 
+import gzip
 import json
 
 import pytest
 
-from pipeline.loaders import RowError, parse_json_line, parse_jsonl_file, source_name, stored_query, to_query
+from pipeline.loaders import (
+    RowError, jsonl_lines, parse_json_line, parse_jsonl_file, source_name, stored_query, to_query,
+)
 from tests.conftest import shared_file
 
 # (file, category, valid rows, rows quarantined because the published data is broken)
@@ -146,6 +149,18 @@ def test_file_rows_carry_their_line_number_and_skip_blank_lines():
     rows = parse_jsonl_file("corpus.jsonl", data)
     assert [r["origin"] for r in rows] == ["corpus.jsonl:1", "corpus.jsonl:3", "corpus.jsonl:4"]
     assert [r["reason"] for r in rows] == [None, "malformed_json", None]
+
+
+@pytest.mark.parametrize("name, compress", [("c.jsonl", lambda b: b), ("c.jsonl.gz", gzip.compress)])
+def test_a_file_read_as_a_stream_splits_into_the_same_rows_as_its_bytes(tmp_path, name, compress):
+    """Jobs stream input files a line at a time (a corpus can be one file); the rows are those of the whole bytes."""
+    data = compress(b'{"a": 1}\n\n{oops\r\n{"b": 2}')
+    (tmp_path / name).write_bytes(data)
+    with open(tmp_path / name, "rb") as f:
+        streamed = list(jsonl_lines(name, f))
+    assert streamed == list(jsonl_lines(name, data))
+    assert [(r["origin"], r["raw"]) for r in streamed] == [
+        (f"{name}:1", b'{"a": 1}'), (f"{name}:3", b"{oops\r"), (f"{name}:4", b'{"b": 2}')]
 
 
 def test_query_schema_rows_with_json_text_fields_load():

@@ -2,10 +2,13 @@
 
 import io
 
+import numpy as np
 import pyarrow as pa
 import pytest
 
-from pipeline.plots import histograms_figure, response_length_figure, threshold_figure, training_figure
+from pipeline.plots import (
+    _median, count_lengths, histograms_figure, response_length_figure, threshold_figure, training_figure,
+)
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -19,15 +22,15 @@ def image_size(png: bytes) -> tuple[int, int]:
 
 def samples(rows):
     return pa.table({
-        "teacher": [r[0] for r in rows], "category": [r[1] for r in rows],
+        "teacher": pa.array([r[0] for r in rows], pa.string()), "category": pa.array([r[1] for r in rows], pa.string()),
         "completion_tokens": pa.array([r[2] for r in rows], pa.int64()),
     })
 
 
 def test_response_lengths_get_one_panel_per_category():
     rows = [("a", "math", 120), ("a", "math", 4000), ("b", "math", 800), ("b", "code", 2500), ("a", "code", 0)]
-    one = response_length_figure(samples([r for r in rows if r[1] == "math"]))
-    two = response_length_figure(samples(rows))
+    one = response_length_figure(count_lengths(samples([r for r in rows if r[1] == "math"])))
+    two = response_length_figure(count_lengths(samples(rows)))
     assert one.startswith(PNG_MAGIC) and two.startswith(PNG_MAGIC)
     assert image_size(two)[0] == pytest.approx(2 * image_size(one)[0], rel=0.01)
 
@@ -35,8 +38,26 @@ def test_response_lengths_get_one_panel_per_category():
 def test_lengths_of_another_column_with_the_papers_marks():
     table = samples([("a", "math", 120), ("b", "math", 20000)])
     table = table.rename_columns(["teacher", "category", "response_tokens"])
-    figure = response_length_figure(table, column="response_tokens", ylabel="kept samples", marks=(1024, 10240))
+    figure = response_length_figure(count_lengths(table, "response_tokens"), ylabel="kept samples",
+                                    marks=(1024, 10240))
     assert figure.startswith(PNG_MAGIC)
+
+
+def test_lengths_are_counted_shard_by_shard_exactly():
+    """A run's lengths are counted a shard at a time (the driver holds counts, not samples): the counts, and each
+    legend's median, are those of all the samples at once."""
+    rng = np.random.default_rng(0)
+    rows = [(t, c, int(n)) for t, c, n in zip(rng.choice(["a", "b"], 999), rng.choice(["math", "code"], 999),
+                                              rng.integers(0, 3000, 999))]
+    counts = None
+    for start in range(0, len(rows), 100):
+        counts = count_lengths(samples(rows[start:start + 100]), counts=counts)
+    assert counts == count_lengths(samples(rows))
+    for (teacher, category), found in counts.items():
+        lengths = [max(n, 1) for t, c, n in rows if (t, c) == (teacher, category)]
+        assert sum(found.values()) == len(lengths)
+        sorted_lengths = np.array(sorted(found))
+        assert _median(sorted_lengths, np.array([found[n] for n in sorted_lengths])) == np.median(lengths)
 
 
 def test_histograms_get_one_panel_each_even_when_empty():
@@ -54,7 +75,7 @@ def test_threshold_curves_mark_lower_bounds():
 
 
 def test_no_accepted_samples_still_give_a_figure():
-    assert response_length_figure(samples([])).startswith(PNG_MAGIC)
+    assert response_length_figure(count_lengths(samples([]))).startswith(PNG_MAGIC)
 
 
 def test_training_curves():
