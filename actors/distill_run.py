@@ -37,7 +37,7 @@ from tqdm import tqdm
 
 from actors.cluster import connect_ray
 from actors.engine_pool import commit_stream, map_engine_stage
-from actors.inputs import join_by_id, parsed_rows
+from actors.inputs import INGEST_BLOCK_BYTES, join_by_id, parsed_rows
 from actors.teacher import TeacherStage
 from actors.verifier_pool import VerifierPool
 from pipeline.breaker import CircuitBreaker
@@ -147,8 +147,9 @@ def ingest(config: DistillConfig, store: Store, config_hash: str, progress: bool
         store.remove(folder)
 
     ctx = ray.data.DataContext.get_current()
-    preserve = ctx.execution_options.preserve_order
+    preserve, block_bytes = ctx.execution_options.preserve_order, ctx.target_max_block_size
     ctx.execution_options.preserve_order = True  # input order decides which row of an id is kept, and `input.limit`
+    ctx.target_max_block_size = INGEST_BLOCK_BYTES
     try:
         dataset = parsed_rows(config.input.paths, config.storage_options, config.input.max_row_bytes)
         tag = new_run_tag()
@@ -177,7 +178,7 @@ def ingest(config: DistillConfig, store: Store, config_hash: str, progress: bool
             ).model_dump(mode="json")])
         bar.close()
     finally:
-        ctx.execution_options.preserve_order = preserve
+        ctx.execution_options.preserve_order, ctx.target_max_block_size = preserve, block_bytes
     staged.flush()
     queries, duplicates = keep_first_occurrences(store, staged.rows_written, rejects, config_hash, tag, progress)
     rejects.flush()

@@ -28,7 +28,11 @@ from pipeline.verifiers.audit import attempt_record
 ROWS_PER_JOIN_PARTITION = 100_000
 # Lines per block read from a JSONL file: what a read task holds, whatever the file's size.
 JSONL_LINES_PER_BLOCK = 8192
+# Ray Data's blocks while a corpus is read and parsed (its default is 128 MB): each fused step of a read task buffers
+# up to a block of rows, so with the default a task held about 1.1 GB of a 1M-line file, 245 MB with this.
+INGEST_BLOCK_BYTES = 8 * 2**20
 RAW_ROW_SCHEMA = pa.schema([("origin", pa.string()), ("raw", pa.binary()), ("source", pa.string())])
+INGEST_ROW_SCHEMA = pa.schema([(name, pa.string()) for name in ("origin", "query", "reason", "detail", "raw")])
 
 
 def read_raw_rows(paths: list[str], storage_options: dict[str, Any]) -> ray.data.Dataset:
@@ -79,11 +83,19 @@ def parsed_rows(paths: list[str], storage_options: dict[str, Any], max_row_bytes
             ).map(_kept_row, fn_kwargs={"path": path.rstrip("/"), "folder": fs_path.rstrip("/")},
                   num_cpus=INGEST_CPUS_PER_TASK))
         else:
-            datasets.append(read_raw_rows([path], storage_options).map(
-                lambda row: parsed_row(row["origin"], parse_json_line(row["raw"], row["source"], max_row_bytes)),
+            datasets.append(read_raw_rows([path], storage_options).map_batches(
+                _parsed_batch, batch_format="pyarrow", fn_kwargs={"max_row_bytes": max_row_bytes},
                 num_cpus=INGEST_CPUS_PER_TASK,
             ))
     return datasets[0] if len(datasets) == 1 else datasets[0].union(*datasets[1:])
+
+
+def _parsed_batch(batch: pa.Table, max_row_bytes: int) -> pa.Table:
+    """Raw rows parsed into ingest rows, as one table: a task's output builds up as Arrow, not as a dict a row."""
+    return pa.Table.from_pylist([
+        parsed_row(row["origin"], parse_json_line(row["raw"], row["source"], max_row_bytes))
+        for row in batch.to_pylist()
+    ], schema=INGEST_ROW_SCHEMA)
 
 
 def preprocessed_queries(path: str, storage_options: dict[str, Any]) -> list[str] | None:
