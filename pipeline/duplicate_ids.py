@@ -55,25 +55,23 @@ def _split(store: Store, staged: str, buckets: int) -> Iterator[pa.Table | None]
     store.remove(root)
     pending: list[list[pa.Table]] = [[] for _ in range(buckets)]
     sequence = [0] * buckets
-    held = 0
+    held = [0] * buckets  # rows pending per bucket
 
     def write(bucket: int) -> None:
         table = pa.concat_tables(pending[bucket])
         store.write_shard(f"{root}/{bucket:05d}", f"part-{sequence[bucket]:05d}.parquet", table)
         sequence[bucket] += 1
-        pending[bucket] = []
+        pending[bucket], held[bucket] = [], 0
 
     for shard in store.shards(staged):
         keys = pq.read_table(shard, columns=_KEYS, filesystem=store.fs)
         ids = keys.column("id").to_numpy(zero_copy_only=False)
         bucket_of = pd.util.hash_array(ids, categorize=False) % np.uint64(buckets)
         for bucket in map(int, np.unique(bucket_of)):
-            pending[bucket].append(keys.filter(pa.array(bucket_of == bucket)))
-        held += keys.num_rows
-        while held >= _PENDING_ROWS:
-            fullest = max(range(buckets), key=lambda b: sum(map(len, pending[b])))
-            held -= sum(map(len, pending[fullest]))
-            write(fullest)
+            pending[bucket].append(part := keys.filter(pa.array(bucket_of == bucket)))
+            held[bucket] += part.num_rows
+        while sum(held) >= _PENDING_ROWS:
+            write(held.index(max(held)))
     for bucket in range(buckets):
         if pending[bucket]:
             write(bucket)
