@@ -37,7 +37,7 @@ from tqdm import tqdm
 
 from actors.cluster import connect_ray
 from actors.engine_pool import commit_stream, map_engine_stage
-from actors.inputs import INGEST_BLOCK_BYTES, join_by_id, parsed_rows
+from actors.inputs import join_by_id, parsed_rows, read_parquet
 from actors.teacher import TeacherStage
 from actors.verifier_pool import VerifierPool
 from pipeline.breaker import CircuitBreaker
@@ -47,7 +47,7 @@ from pipeline.duplicate_ids import staged_first_rows
 from pipeline.engine import REQUEST_FAILURES
 from pipeline.plots import LengthCounts, count_lengths, response_length_figure
 from pipeline.report import teacher_yield
-from pipeline.resources import INGEST_CPUS_PER_TASK, plan_resources
+from pipeline.resources import plan_resources
 from pipeline.schema import ATTEMPT_SCHEMA, QUERY_SCHEMA, REJECT_SCHEMA, SAMPLE_SCHEMA, Reject
 from pipeline.storage import ShardWriter, Store, new_run_tag
 
@@ -147,9 +147,8 @@ def ingest(config: DistillConfig, store: Store, config_hash: str, progress: bool
         store.remove(folder)
 
     ctx = ray.data.DataContext.get_current()
-    preserve, block_bytes = ctx.execution_options.preserve_order, ctx.target_max_block_size
+    preserve = ctx.execution_options.preserve_order
     ctx.execution_options.preserve_order = True  # input order decides which row of an id is kept, and `input.limit`
-    ctx.target_max_block_size = INGEST_BLOCK_BYTES
     try:
         dataset = parsed_rows(config.input.paths, config.storage_options, config.input.max_row_bytes)
         tag = new_run_tag()
@@ -178,7 +177,7 @@ def ingest(config: DistillConfig, store: Store, config_hash: str, progress: bool
             ).model_dump(mode="json")])
         bar.close()
     finally:
-        ctx.execution_options.preserve_order, ctx.target_max_block_size = preserve, block_bytes
+        ctx.execution_options.preserve_order = preserve
     staged.flush()
     queries, duplicates = keep_first_occurrences(store, staged.rows_written, rejects, config_hash, tag, progress)
     rejects.flush()
@@ -240,9 +239,9 @@ def distill_teacher(
     pending = total - sum(store.count_rows(f"{base}/{folder}") for folder in ("accepted", "rejects"))
     if pending > 0:
         fs = store.arrow_filesystem()
-        dataset = ray.data.read_parquet(store.path("queries"), filesystem=fs, num_cpus=INGEST_CPUS_PER_TASK)
+        dataset = read_parquet(store.path("queries"), fs)
         if finished:  # a resumed run: the queries minus those finished, by a hash join on the cluster
-            finished_ids = ray.data.read_parquet(finished, filesystem=fs, num_cpus=INGEST_CPUS_PER_TASK)
+            finished_ids = read_parquet(finished, fs)
             dataset = join_by_id(dataset, finished_ids.select_columns(["id"]), "left_anti", total)
         dataset = map_engine_stage(
             dataset.repartition(target_num_rows_per_block=teacher.engine.batch_size), TeacherStage, teacher.engine,

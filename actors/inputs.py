@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
-from itertools import islice
 from typing import Any
 
 import numpy as np
@@ -18,7 +17,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import ray
 
-from pipeline.loaders import jsonl_lines, parse_json_line, parsed_row, source_name, stored_query
+from pipeline.loaders import UnreadableFile, jsonl_lines, parse_raw_row, parsed_row, source_name, stored_query
 from pipeline.resources import INGEST_CPUS_PER_TASK
 from pipeline.schema import QUERY_SCHEMA
 from pipeline.storage import Store, arrow_filesystem, data_files, filesystem
@@ -28,11 +27,26 @@ from pipeline.verifiers.audit import attempt_record
 ROWS_PER_JOIN_PARTITION = 100_000
 # Lines per block read from a JSONL file: what a read task holds, whatever the file's size.
 JSONL_LINES_PER_BLOCK = 8192
-# Ray Data's blocks while a corpus is read and parsed (its default is 128 MB): each fused step of a read task buffers
-# up to a block of rows, so with the default a task held about 1.1 GB of a 1M-line file, 245 MB with this.
-INGEST_BLOCK_BYTES = 8 * 2**20
-RAW_ROW_SCHEMA = pa.schema([("origin", pa.string()), ("raw", pa.binary()), ("source", pa.string())])
+# Ray Data's blocks while a corpus or a run's queries are read (its default is 128 MB): each fused step of a read task
+# builds up to a block of rows, so with the default one task held about 1.1 GB of a 1M-line file (245 MB with this),
+# and reading a run's 1M queries made one block in one task that grew to 3.4 GB.
+READ_BLOCK_BYTES = 8 * 2**20
+# `error` is set on the one row that stands for the unreadable rest of a file (`pipeline.loaders.UnreadableFile`).
+RAW_ROW_SCHEMA = pa.schema([("origin", pa.string()), ("raw", pa.binary()), ("source", pa.string()),
+                           ("error", pa.string())])
 INGEST_ROW_SCHEMA = pa.schema([(name, pa.string()) for name in ("origin", "query", "reason", "detail", "raw")])
+
+
+def small_blocks(dataset: ray.data.Dataset) -> ray.data.Dataset:
+    """`dataset`, and every dataset made from it, in blocks of at most READ_BLOCK_BYTES. Set on the dataset's own
+    context, not Ray Data's global one, which other datasets (a teacher's, in another thread) share."""
+    dataset.context.target_max_block_size = READ_BLOCK_BYTES
+    return dataset
+
+
+def read_parquet(paths: str | list[str], fs: Any, **options: Any) -> ray.data.Dataset:
+    """Parquet files written by the jobs, read by light tasks in small blocks (`small_blocks`)."""
+    return small_blocks(ray.data.read_parquet(paths, filesystem=fs, num_cpus=INGEST_CPUS_PER_TASK, **options))
 
 
 def read_raw_rows(paths: list[str], storage_options: dict[str, Any]) -> ray.data.Dataset:
@@ -43,31 +57,44 @@ def read_raw_rows(paths: list[str], storage_options: dict[str, Any]) -> ray.data
         files = _files(path, fs, fs_path)
         source = source_name(path)
         if parquet := [f for f in files if f.endswith(".parquet")]:
-            datasets.append(ray.data.read_parquet(
-                parquet, filesystem=arrow_filesystem(fs), include_paths=True, num_cpus=INGEST_CPUS_PER_TASK,
-            ).map(
-                lambda row, files=files, source=source: {
-                    "origin": f"{files[row.pop('path')]}#row",
-                    "raw": json.dumps(_plain(row), default=str).encode(),
-                    "source": source,
-                },
+            datasets.append(read_parquet(parquet, arrow_filesystem(fs), include_paths=True).map_batches(
+                _raw_parquet_rows, batch_format="pyarrow", fn_kwargs={"files": files, "source": source},
                 num_cpus=INGEST_CPUS_PER_TASK,
             ))
         if jsonl := [f for f in files if not f.endswith(".parquet")]:
-            datasets.append(ray.data.from_items([{"file": f} for f in jsonl], override_num_blocks=len(jsonl))
-                            .map_batches(_read_lines, batch_size=1, num_cpus=INGEST_CPUS_PER_TASK,
-                                         fn_kwargs={"fs": fs, "files": files, "lines": JSONL_LINES_PER_BLOCK}))
+            listing = small_blocks(ray.data.from_items([{"file": f} for f in jsonl], override_num_blocks=len(jsonl)))
+            datasets.append(listing.map_batches(
+                _read_lines, batch_size=1, num_cpus=INGEST_CPUS_PER_TASK,
+                fn_kwargs={"fs": fs, "files": files, "lines": JSONL_LINES_PER_BLOCK},
+            ))
     return datasets[0] if len(datasets) == 1 else datasets[0].union(*datasets[1:])
 
 
 def _read_lines(batch: dict[str, np.ndarray], fs: Any, files: dict[str, str], lines: int) -> Iterator[pa.Table]:
     """A JSONL file's rows (`pipeline.loaders.jsonl_lines`), streamed from storage a block of `lines` at a time: one
-    file may hold the whole corpus."""
+    file may hold the whole corpus. A broken gzip stream ends the file with a row saying so; the rows before it and
+    the other files are read as usual."""
     for file in batch["file"]:
         with fs.open(file, "rb") as f:
-            rows = jsonl_lines(files[file], f)
-            while block := list(islice(rows, lines)):
+            block: list[dict[str, Any]] = []
+            try:
+                for row in jsonl_lines(files[file], f):
+                    block.append(row)
+                    if len(block) == lines:
+                        yield pa.Table.from_pylist(block, schema=RAW_ROW_SCHEMA)
+                        block = []
+            except UnreadableFile as err:
+                block.append(err.row())
+            if block:
                 yield pa.Table.from_pylist(block, schema=RAW_ROW_SCHEMA)
+
+
+def _raw_parquet_rows(batch: pa.Table, files: dict[str, str], source: str) -> pa.Table:
+    """Parquet rows as raw rows: each row's JSON, cited by its file."""
+    return pa.Table.from_pylist([
+        {"origin": f"{files[row.pop('path')]}#row", "raw": json.dumps(row, default=str).encode(), "source": source}
+        for row in batch.to_pylist()
+    ], schema=RAW_ROW_SCHEMA)
 
 
 def parsed_rows(paths: list[str], storage_options: dict[str, Any], max_row_bytes: int) -> ray.data.Dataset:
@@ -78,10 +105,10 @@ def parsed_rows(paths: list[str], storage_options: dict[str, Any], max_row_bytes
     for path in paths:
         if shards := preprocessed_queries(path, storage_options):
             fs, fs_path = filesystem(path, storage_options)
-            datasets.append(ray.data.read_parquet(
-                shards, filesystem=arrow_filesystem(fs), num_cpus=INGEST_CPUS_PER_TASK, include_paths=True,
-            ).map(_kept_row, fn_kwargs={"path": path.rstrip("/"), "folder": fs_path.rstrip("/")},
-                  num_cpus=INGEST_CPUS_PER_TASK))
+            datasets.append(read_parquet(shards, arrow_filesystem(fs), include_paths=True).map(
+                _kept_row, fn_kwargs={"path": path.rstrip("/"), "folder": fs_path.rstrip("/")},
+                num_cpus=INGEST_CPUS_PER_TASK,
+            ))
         else:
             datasets.append(read_raw_rows([path], storage_options).map_batches(
                 _parsed_batch, batch_format="pyarrow", fn_kwargs={"max_row_bytes": max_row_bytes},
@@ -93,8 +120,7 @@ def parsed_rows(paths: list[str], storage_options: dict[str, Any], max_row_bytes
 def _parsed_batch(batch: pa.Table, max_row_bytes: int) -> pa.Table:
     """Raw rows parsed into ingest rows, as one table: a task's output builds up as Arrow, not as a dict a row."""
     return pa.Table.from_pylist([
-        parsed_row(row["origin"], parse_json_line(row["raw"], row["source"], max_row_bytes))
-        for row in batch.to_pylist()
+        parsed_row(row["origin"], parse_raw_row(row, max_row_bytes)) for row in batch.to_pylist()
     ], schema=INGEST_ROW_SCHEMA)
 
 
@@ -142,19 +168,20 @@ def read_attempts_log(run: Store, teacher: str) -> ray.data.Dataset:
     each is joined with its query (a hash join on Ray Data, so the log's size is the cluster's concern, not the
     driver's) and turned into a query plus `response` (`pipeline.verifiers.audit.attempt_record`)."""
     fs = run.arrow_filesystem()
-    attempts = ray.data.read_parquet(run.path("teachers", teacher, "attempts"), filesystem=fs,
-                                     num_cpus=INGEST_CPUS_PER_TASK)
-    queries = ray.data.read_parquet(run.path("queries"), filesystem=fs,
-                                    num_cpus=INGEST_CPUS_PER_TASK).select_columns(QUERY_SCHEMA.names)
+    attempts = read_parquet(run.path("teachers", teacher, "attempts"), fs)
+    queries = read_parquet(run.path("queries"), fs).select_columns(QUERY_SCHEMA.names)
     joined = join_by_id(attempts, queries, "left_outer", run.count_rows(f"teachers/{teacher}/attempts"))
     origin = f"{run.url.rstrip('/')}/teachers/{teacher}/attempts"
-    return joined.map(
-        lambda row: {
-            "origin": f"{origin}#{row['id']}/{row['attempt']}/{row['candidate']}",
-            "raw": json.dumps(attempt_record(_plain(row)), default=str).encode(),
-            "source": row.get("source") or teacher,
-        },
-        num_cpus=INGEST_CPUS_PER_TASK,
+    return joined.map_batches(
+        lambda batch: pa.Table.from_pylist([
+            {
+                "origin": f"{origin}#{row['id']}/{row['attempt']}/{row['candidate']}",
+                "raw": json.dumps(attempt_record(row), default=str).encode(),
+                "source": row.get("source") or teacher,
+            }
+            for row in batch.to_pylist()
+        ], schema=RAW_ROW_SCHEMA),
+        batch_format="pyarrow", num_cpus=INGEST_CPUS_PER_TASK,
     )
 
 

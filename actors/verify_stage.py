@@ -25,7 +25,7 @@ class VerifyStage:
 
     async def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, list]:
         rows: list[dict[str, Any]] = await asyncio.gather(*(
-            score_row(raw, origin, source, self._verify)
-            for raw, origin, source in zip(batch["raw"], batch["origin"], batch["source"])
+            score_row(raw, origin, source, self._verify, error)
+            for raw, origin, source, error in zip(batch["raw"], batch["origin"], batch["source"], batch["error"])
         ))
         return {key: [row[key] for row in rows] for key in rows[0]} if rows else {}

@@ -12,6 +12,7 @@ import gzip
 import io
 import json
 import re
+import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any, BinaryIO
@@ -318,22 +319,51 @@ def parsed_row(origin: str, result: Query | RowError) -> dict[str, Any]:
     return {"origin": origin, "query": json.dumps(result.to_row()), "reason": None, "detail": None, "raw": None}
 
 
+class UnreadableFile(ValueError):
+    """A gzipped file whose stream breaks partway (cut off while copying, corrupted): lines up to `line` were read,
+    the rest cannot be."""
+
+    def __init__(self, path: str, line: int, cause: Exception):
+        super().__init__(f"{path}: the gzip stream breaks after line {line} ({cause}); the rest of the file is not "
+                         "read: copy or compress it again")
+        self.path, self.line = path, line
+
+    def row(self) -> dict[str, Any]:
+        """The rest of the file as one raw row (see `jsonl_lines`), so that a job reports it where it reports rows."""
+        return {"origin": f"{self.path}:{self.line + 1}", "raw": b"", "source": source_name(self.path),
+                "error": str(self)}
+
+
 def jsonl_lines(path: str, data: bytes | BinaryIO) -> Iterator[dict[str, Any]]:
     """Every non-blank line of a JSONL file (gzipped or not), in order: its origin `path:line`, its bytes and the
     file's source name. The one way input files are split into rows, for every job. `data` is the file's bytes, or
-    the file open for reading: it is then read a line at a time, so its size does not decide the memory taken."""
+    the file open for reading: it is then read a line at a time, so its size does not decide the memory taken.
+    Raises `UnreadableFile` after the last readable line of a broken gzip stream."""
     stream = io.BytesIO(data) if isinstance(data, bytes) else data
     if path.endswith(".gz"):
         stream = gzip.open(stream)
     source = source_name(path)
-    for number, line in enumerate(stream, start=1):
-        if line.strip():
-            yield {"origin": f"{path}:{number}", "raw": line.removesuffix(b"\n"), "source": source}
+    number = 0
+    try:
+        for number, line in enumerate(stream, start=1):
+            if line.strip():
+                yield {"origin": f"{path}:{number}", "raw": line.removesuffix(b"\n"), "source": source}
+    except (EOFError, zlib.error, gzip.BadGzipFile) as err:
+        if not number:
+            raise  # not gzip at all, or nothing readable: the file's own error says it best
+        raise UnreadableFile(path, number, err) from err
+
+
+def parse_raw_row(row: dict[str, Any], max_row_bytes: int = MAX_ROW_BYTES) -> Query | RowError:
+    """A raw row (`jsonl_lines`, or a Parquet row as JSON) to a query; a row standing for the unreadable rest of a
+    file (`UnreadableFile.row`) is that error."""
+    if row.get("error"):
+        return RowError("unreadable_file", row["error"], "")
+    return parse_json_line(row["raw"], row["source"], max_row_bytes)
 
 
 def parse_jsonl_file(path: str, data: bytes, max_row_bytes: int = MAX_ROW_BYTES) -> list[dict[str, Any]]:
     """Every non-blank line of a JSONL file, in order, as an ingest row whose origin is `path:line`."""
     return [
-        parsed_row(line["origin"], parse_json_line(line["raw"], line["source"], max_row_bytes))
-        for line in jsonl_lines(path, data)
+        parsed_row(line["origin"], parse_raw_row(line, max_row_bytes)) for line in jsonl_lines(path, data)
     ]

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import gzip
 import os
+import random
 from pathlib import Path
 
 import pytest
@@ -71,3 +73,12 @@ def s3_server():
     fs.mkdir("distillery-test")
     yield options
     server.stop()
+
+
+def cut_off_gzip(lines: int) -> bytes:
+    """A gzipped JSONL file of `lines` queries cut off at half its bytes, as a copy that stopped partway leaves it.
+    The prompts are random hex (seeded), so the compressed bytes spread evenly over the lines."""
+    rng = random.Random(lines)
+    line = b'{"id": "q%d", "category": "general", "prompt": "%s"}\n'
+    data = gzip.compress(b"".join(line % (i, rng.randbytes(24).hex().encode()) for i in range(lines)))
+    return data[: len(data) // 2]

@@ -18,7 +18,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from pipeline.config import NearDedupConfig, PreprocessConfig
-from pipeline.loaders import RowError, parse_json_line
+from pipeline.loaders import RowError, parse_raw_row
 from pipeline.preprocess.decontaminate import BenchmarkIndex, Contamination
 from pipeline.preprocess.dedup import MinHasher, bucket_pairs, exact_duplicates, rank
 from pipeline.preprocess.filters import QueryText, first_failure
@@ -91,9 +91,8 @@ def input_position(origin: str, inputs: list[str]) -> tuple[int, int]:
 
 
 def prepare_batch(batch: pa.Table, inputs: list[str], config: PreprocessConfig) -> pa.Table:
-    """Input rows `{origin, raw, source}` (see `actors.inputs`) to stream rows."""
-    columns = (_column(batch, name) for name in ("origin", "raw", "source"))
-    rows = [_prepare_row(origin, raw, source, inputs, config) for origin, raw, source in zip(*columns)]
+    """Input rows `{origin, raw, source, error}` (see `actors.inputs`) to stream rows."""
+    rows = [_prepare_row(row, inputs, config) for row in batch.to_pylist()]
     if config.dedup.near is not None:
         candidates = [row for row in rows if row.get("reason") is None]
         signatures, present = minhasher(config.dedup.near).signatures([row["text"] for row in candidates])
@@ -102,9 +101,10 @@ def prepare_batch(batch: pa.Table, inputs: list[str], config: PreprocessConfig) 
     return pa.Table.from_pylist(rows, schema=STREAM_SCHEMA)
 
 
-def _prepare_row(origin: str, raw: bytes, source: str, inputs: list[str], config: PreprocessConfig) -> dict[str, Any]:
+def _prepare_row(raw_row: dict[str, Any], inputs: list[str], config: PreprocessConfig) -> dict[str, Any]:
+    origin, source = raw_row["origin"], raw_row["source"]
     file_index, line = input_position(origin, inputs)
-    parsed = parse_json_line(raw, source, config.max_row_bytes)
+    parsed = parse_raw_row(raw_row, config.max_row_bytes)
     if isinstance(parsed, RowError):
         row_rank = rank(file_index, line, "", uuid.uuid4().hex)
         return {

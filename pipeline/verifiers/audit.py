@@ -22,9 +22,13 @@ ATTEMPT_KEY = "attempt"  # an attempts-log row's own fields: kept in the output,
 
 
 async def score_row(
-    raw: bytes, origin: str, source: str, verify: Callable[[Query, str], Awaitable[Verdict]]
+    raw: bytes, origin: str, source: str, verify: Callable[[Query, str], Awaitable[Verdict]],
+    error: str | None = None,
 ) -> dict[str, Any]:
-    """`raw` is one JSON object (a JSONL line or a Parquet row dumped to JSON); `verify` scores a full response."""
+    """`raw` is one JSON object (a JSONL line or a Parquet row dumped to JSON); `verify` scores a full response.
+    `error` is set when the row stands for the unreadable rest of a file (`pipeline.loaders.UnreadableFile`)."""
+    if error:
+        return _out(origin, None, _bad_row("unreadable_file", error, None))
     record: Any = None
     try:
         record = json.loads(raw.decode("utf-8"))

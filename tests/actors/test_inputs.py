@@ -14,6 +14,7 @@ import s3fs
 
 from actors.inputs import parsed_rows, read_raw_rows
 from pipeline.loaders import to_query
+from tests.conftest import cut_off_gzip
 from pipeline.schema import QUERY_SCHEMA
 
 
@@ -116,3 +117,44 @@ def test_a_jsonl_file_streamed_a_few_lines_at_a_time_keeps_every_line_in_order(c
 
     assert [json.loads(r["raw"])["id"] for r in rows] == [f"q{i}" for i in range(25)]
     assert [r["origin"] for r in rows] == [f"{corpus}:{2 * i + 1}" for i in range(25)]
+
+
+@pytest.mark.parametrize("kind", ["jsonl", "parquet", "kept"])
+def test_inputs_are_read_in_small_blocks_leaving_ray_datas_global_context_alone(cluster, tmp_path, monkeypatch, kind):
+    """One block per read task would hold a whole run's queries (3.4 GB at 1M, bench.scale_distill); the size is set
+    on each dataset, since teachers build theirs side by side in threads over one global context."""
+    monkeypatch.setattr("actors.inputs.READ_BLOCK_BYTES", 16 * 1024)
+    monkeypatch.setattr("actors.inputs.JSONL_LINES_PER_BLOCK", 10_000)
+    queries = [to_query({"id": f"q{i}", "prompt": f"question {i} " + "x" * 100, "category": "general"}, "t")
+               for i in range(2000)]
+    if kind == "jsonl":
+        path = tmp_path / "corpus.jsonl"
+        path.write_text("".join(json.dumps(q.to_row()) + "\n" for q in queries))
+    else:
+        (tmp_path / "kept").mkdir()
+        path = tmp_path / "kept" / "part-0.parquet"
+        pq.write_table(pa.Table.from_pylist([q.to_row() for q in queries], schema=QUERY_SCHEMA), path)
+        if kind == "kept":
+            (tmp_path / "summary.json").write_text("{}")
+            path = tmp_path / "kept"
+    default = ray.data.DataContext.get_current().target_max_block_size
+
+    dataset = parsed_rows([str(path)], {}, 10_000).materialize()
+
+    assert dataset.count() == 2000 and dataset.num_blocks() >= 10
+    assert ray.data.DataContext.get_current().target_max_block_size == default
+
+
+def test_a_cut_off_gzip_file_gives_its_readable_rows_and_one_row_saying_where_it_breaks(cluster, tmp_path):
+    (tmp_path / "cut.jsonl.gz").write_bytes(cut_off_gzip(2000))
+    whole = [{"id": f"w{i}", "category": "general", "prompt": "p"} for i in range(3)]
+    (tmp_path / "whole.jsonl").write_text("".join(json.dumps(row) + "\n" for row in whole))
+
+    rows = parsed_rows([str(tmp_path)], {}, 10_000).take_all()
+
+    queries = [json.loads(r["query"])["id"] for r in rows if r["query"] is not None]
+    broken = [r for r in rows if r["query"] is None]
+    read = len(queries) - 3
+    assert read > 0 and queries == [f"q{i}" for i in range(read)] + ["w0", "w1", "w2"]
+    assert [(r["origin"], r["reason"]) for r in broken] == [(f"{tmp_path}/cut.jsonl.gz:{read + 1}", "unreadable_file")]
+    assert f"breaks after line {read}" in broken[0]["detail"]

@@ -6,9 +6,10 @@ import json
 import pytest
 
 from pipeline.loaders import (
-    RowError, jsonl_lines, parse_json_line, parse_jsonl_file, source_name, stored_query, to_query,
+    RowError, UnreadableFile, jsonl_lines, parse_json_line, parse_jsonl_file, parse_raw_row, source_name,
+    stored_query, to_query,
 )
-from tests.conftest import shared_file
+from tests.conftest import cut_off_gzip, shared_file
 
 # (file, category, valid rows, rows quarantined because the published data is broken)
 SHARED_FILES = [
@@ -161,6 +162,24 @@ def test_a_file_read_as_a_stream_splits_into_the_same_rows_as_its_bytes(tmp_path
     assert streamed == list(jsonl_lines(name, data))
     assert [(r["origin"], r["raw"]) for r in streamed] == [
         (f"{name}:1", b'{"a": 1}'), (f"{name}:3", b"{oops\r"), (f"{name}:4", b'{"b": 2}')]
+
+
+@pytest.mark.parametrize("damage", ["cut off", "corrupted"])
+def test_a_broken_gzip_stream_gives_its_readable_lines_then_an_error_naming_the_last_one(damage):
+    data = cut_off_gzip(2000)
+    if damage == "corrupted":  # bytes flipped three quarters of the way in
+        whole = cut_off_gzip(4000)
+        start = len(whole) * 3 // 4
+        data = whole[:start] + bytes(b ^ 0xFF for b in whole[start:start + 100]) + whole[start + 100:]
+    rows = []
+    with pytest.raises(UnreadableFile) as raised:
+        rows.extend(jsonl_lines("c.jsonl.gz", data))
+    readable = rows if damage == "cut off" else rows[:100]  # flipped bytes may decode to garbled lines first
+    assert [json.loads(r["raw"])["id"] for r in readable] == [f"q{i}" for i in range(len(readable))]
+    assert raised.value.line == len(rows) and f"c.jsonl.gz: the gzip stream breaks after line {len(rows)}" in str(
+        raised.value)
+    rest = parse_raw_row(raised.value.row())
+    assert rest.reason == "unreadable_file" and raised.value.row()["origin"] == f"c.jsonl.gz:{len(rows) + 1}"
 
 
 def test_query_schema_rows_with_json_text_fields_load():

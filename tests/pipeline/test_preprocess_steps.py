@@ -7,6 +7,7 @@ import pyarrow as pa
 import pytest
 
 from pipeline.config import NearDedupConfig, PreprocessConfig
+from pipeline.loaders import UnreadableFile
 from pipeline.preprocess.benchmarks import BenchmarkItem
 from pipeline.preprocess.decontaminate import BenchmarkIndex
 from pipeline.preprocess.dedup import near_duplicates
@@ -66,6 +67,13 @@ def test_every_input_row_becomes_one_stream_row(stream):
     assert rows[0]["partition"] == rows[1]["partition"] and 0 <= rows[0]["partition"] < 4
     assert len(rows[0]["signature"]) == 4 * CONFIG.dedup.near.num_perm and rows[4]["signature"] is None
     assert sorted(r["rank"] for r in rows) == [r["rank"] for r in rows], "ranks follow input order"
+
+
+def test_the_unreadable_rest_of_a_gzip_file_is_one_rejected_row_that_says_where_it_breaks():
+    rest = UnreadableFile("corpus.jsonl.gz", 7, EOFError("cut off")).row()
+    [row] = prepare_batch(pa.Table.from_pylist([rest]), ["corpus.jsonl.gz"], CONFIG).to_pylist()
+    assert (row["origin"], row["reason"]) == ("corpus.jsonl.gz:8", "unreadable_file")
+    assert "breaks after line 7" in row["detail"]
 
 
 @pytest.mark.parametrize(

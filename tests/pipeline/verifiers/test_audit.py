@@ -4,6 +4,7 @@ its query."""
 import asyncio
 import json
 
+from pipeline.loaders import UnreadableFile
 from pipeline.schema import Query
 from pipeline.verifiers.audit import attempt_record, score_row
 from pipeline.verifiers.base import Verdict
@@ -48,3 +49,14 @@ def test_a_failed_request_has_no_text_and_comes_back_as_missing_response():
 def test_a_candidate_whose_query_is_not_in_the_run_is_reported_not_dropped():
     row = scored(attempt_record(logged(0, **{k: None for k in CHAT if k != "id"})))
     assert row["verify_score"] == 0.0 and json.loads(row["verify_details"])["failure"] == "unknown_record_shape"
+
+
+def test_the_unreadable_rest_of_a_gzip_file_comes_back_scored_zero_with_the_reason():
+    async def verify(query, response):
+        raise AssertionError("nothing to verify")
+
+    rest = UnreadableFile("c.jsonl.gz", 7, EOFError("cut off")).row()
+    out = asyncio.run(score_row(rest["raw"], rest["origin"], rest["source"], verify, rest["error"]))
+    details = json.loads(out["verify_details"])
+    assert (out["origin"], out["verify_score"], details["failure"]) == ("c.jsonl.gz:8", 0.0, "unreadable_file")
+    assert "breaks after line 7" in details["detail"]
