@@ -3,7 +3,8 @@
 Each public dataset is recognised by its fields, not its file name, so a user can point distillery at the same
 dataset downloaded anywhere (GSM8K, MATH/MATH500, AIME, MBPP, HumanEval, CodeNet-style stdio problems,
 LiveCodeBench, IFEval, MT-Bench, Arena-Hard, ARC). A row that fits no shape, or fits one badly, becomes a
-`RowError` with a snake_case reason; nothing here raises on bad input.
+`RowError` with a snake_case reason; nothing here raises on a bad row. A gzipped file whose stream breaks raises
+`UnreadableFile` after its last readable line, which the jobs report as one more row.
 """
 
 from __future__ import annotations
