@@ -16,6 +16,13 @@ from typing import Any, Generic, TypeVar
 
 import pyarrow as pa
 import ray
+# Ray Data has no public way to bound a queue by count; its backpressure policies are the place (Ray is pinned).
+from ray.data._internal.execution.backpressure_policy import (
+    ENABLED_BACKPRESSURE_POLICIES,
+    ENABLED_BACKPRESSURE_POLICIES_CONFIG_KEY,
+    BackpressurePolicy,
+)
+from ray.data._internal.execution.operators.actor_pool_map_operator import ActorPoolMapOperator
 from tqdm import tqdm
 
 from pipeline.breaker import CircuitBreaker
@@ -32,7 +39,7 @@ def map_engine_stage(
     wait, when set); the dataset must hold one batch per block: an actor works on the batches of different tasks at
     once, never on those of one task."""
     num_cpus, num_gpus = stage_resources(engine)
-    return dataset.map_batches(
+    results = dataset.map_batches(
         stage,
         fn_constructor_kwargs=constructor_kwargs,
         batch_size=engine.batch_size,
@@ -40,6 +47,39 @@ def map_engine_stage(
         num_cpus=num_cpus,
         num_gpus=num_gpus,
     )
+    # Enough waiting for every actor of the largest pool to take its next batches at once.
+    queued_blocks = 2 * pool_range(engine)[1] * engine.batches_in_flight
+    results.context.set_config(QUEUED_BLOCKS_CONFIG_KEY, queued_blocks)
+    results.context.set_config(
+        ENABLED_BACKPRESSURE_POLICIES_CONFIG_KEY, [*ENABLED_BACKPRESSURE_POLICIES, EngineQueueCap]
+    )
+    return results
+
+
+QUEUED_BLOCKS_CONFIG_KEY = "distillery.queued_blocks"
+
+
+class EngineQueueCap(BackpressurePolicy):
+    """Holds back whatever feeds an actor pool while `distillery.queued_blocks` blocks already wait for it.
+
+    Ray Data bounds the blocks queued between two operators by their bytes in the object store. Queries are small (a
+    million fit in a few MB), so without a count the read runs ahead of the engines by the whole corpus, and the
+    driver keeps ~15 KB of bookkeeping per waiting block (its references and metadata): ~120 MB for 1M queries and 2
+    teachers, measured in docs/scale.md."""
+
+    def can_add_input(self, op) -> bool:
+        return not self._full(op)
+
+    def max_task_output_bytes_to_read(self, op) -> int | None:
+        return 0 if self._full(op) else None
+
+    def _full(self, op) -> bool:
+        pools = [d for d in op.output_dependencies if isinstance(d, ActorPoolMapOperator)]
+        if not pools:
+            return False
+        waiting = self._topology[op].total_enqueued_output_blocks()
+        waiting += sum(self._topology[pool].total_enqueued_input_blocks() for pool in pools)
+        return waiting >= self._data_context.get_config(QUEUED_BLOCKS_CONFIG_KEY)
 
 
 def actor_pool(engine: EngineConfig, calls_per_actor: int | None = None) -> ray.data.ActorPoolStrategy:
