@@ -49,8 +49,11 @@ def read_parquet(paths: str | list[str], fs: Any, **options: Any) -> ray.data.Da
     return small_blocks(ray.data.read_parquet(paths, filesystem=fs, num_cpus=INGEST_CPUS_PER_TASK, **options))
 
 
-def read_raw_rows(paths: list[str], storage_options: dict[str, Any]) -> ray.data.Dataset:
-    """Each path is a JSONL file (gzipped or not), a Parquet file, or a folder of them, as the jobs write them."""
+def read_raw_rows(
+    paths: list[str], storage_options: dict[str, Any], max_row_bytes: int | None = None
+) -> ray.data.Dataset:
+    """Each path is a JSONL file (gzipped or not), a Parquet file, or a folder of them, as the jobs write them. A
+    JSONL line over `max_row_bytes` is read no further than the limit (`pipeline.loaders.jsonl_lines`)."""
     datasets = []
     for path in paths:
         fs, fs_path = filesystem(path, storage_options)
@@ -65,12 +68,14 @@ def read_raw_rows(paths: list[str], storage_options: dict[str, Any]) -> ray.data
             listing = small_blocks(ray.data.from_items([{"file": f} for f in jsonl], override_num_blocks=len(jsonl)))
             datasets.append(listing.map_batches(
                 _read_lines, batch_size=1, num_cpus=INGEST_CPUS_PER_TASK,
-                fn_kwargs={"fs": fs, "files": files, "lines": JSONL_LINES_PER_BLOCK},
+                fn_kwargs={"fs": fs, "files": files, "lines": JSONL_LINES_PER_BLOCK, "max_row_bytes": max_row_bytes},
             ))
     return datasets[0] if len(datasets) == 1 else datasets[0].union(*datasets[1:])
 
 
-def _read_lines(batch: dict[str, np.ndarray], fs: Any, files: dict[str, str], lines: int) -> Iterator[pa.Table]:
+def _read_lines(
+    batch: dict[str, np.ndarray], fs: Any, files: dict[str, str], lines: int, max_row_bytes: int | None
+) -> Iterator[pa.Table]:
     """A JSONL file's rows (`pipeline.loaders.jsonl_lines`), streamed from storage a block of `lines` at a time: one
     file may hold the whole corpus. A broken gzip stream ends the file with a row saying so; the rows before it and
     the other files are read as usual."""
@@ -78,7 +83,7 @@ def _read_lines(batch: dict[str, np.ndarray], fs: Any, files: dict[str, str], li
         with fs.open(file, "rb") as f:
             block: list[dict[str, Any]] = []
             try:
-                for row in jsonl_lines(files[file], f):
+                for row in jsonl_lines(files[file], f, max_row_bytes):
                     block.append(row)
                     if len(block) == lines:
                         yield pa.Table.from_pylist(block, schema=RAW_ROW_SCHEMA)
@@ -110,7 +115,7 @@ def parsed_rows(paths: list[str], storage_options: dict[str, Any], max_row_bytes
                 num_cpus=INGEST_CPUS_PER_TASK,
             ))
         else:
-            datasets.append(read_raw_rows([path], storage_options).map_batches(
+            datasets.append(read_raw_rows([path], storage_options, max_row_bytes).map_batches(
                 _parsed_batch, batch_format="pyarrow", fn_kwargs={"max_row_bytes": max_row_bytes},
                 num_cpus=INGEST_CPUS_PER_TASK,
             ))

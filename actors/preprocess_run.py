@@ -100,7 +100,7 @@ def run_preprocess(
     }, indent=2))
 
     compute: dict[str, Callable[[ray.data.Dataset], ray.data.Dataset]] = {
-        "parse_filter": lambda _: read_raw_rows(inputs, config.storage_options).map_batches(
+        "parse_filter": lambda _: read_raw_rows(inputs, config.storage_options, config.max_row_bytes).map_batches(
             prepare_batch, fn_kwargs={"inputs": inputs, "config": config}, **_LIGHT
         ),
         "exact_dedup": lambda stream: stream.groupby("partition", num_partitions=config.dedup.partitions).map_groups(

@@ -226,6 +226,8 @@ def main() -> None:
                        "driver_peak_rss_mb": round(sampler.driver_peak / 2**20),
                        "driver_peak_uss_mb": round(sampler.driver_peak_uss / 2**20),
                        "other_process_peak_rss_mb": round(sampler.other_peak / 2**20)})
+        # Each start's figures as it ends: a bench stopped before the end still tells what it measured.
+        print(json.dumps({"start": len(starts), **starts[-1]}), file=sys.stderr, flush=True)
     wall_s = sum(s["wall_s"] for s in starts)  # waits for the lock left out
     summary = json.loads(store.read_text("summary.json"))
     result = {

@@ -23,6 +23,7 @@ from pydantic import ValidationError
 from pipeline.schema import Category, Query
 
 MAX_ROW_BYTES = 1_000_000
+_SKIP_BYTES = 2**20  # the rest of a line too long to keep is read past this much at a time
 
 
 @dataclass(frozen=True)
@@ -36,7 +37,7 @@ def parse_json_line(line: bytes, source: str, max_row_bytes: int = MAX_ROW_BYTES
     """One JSONL line to a query, or the reason it is not one."""
     raw_preview = line[:2000].decode("utf-8", errors="replace")
     if len(line) > max_row_bytes:
-        return RowError("row_too_large", f"{len(line)} bytes > limit {max_row_bytes}", raw_preview)
+        return RowError("row_too_large", f"a line of more than {max_row_bytes} bytes (the limit)", raw_preview)
     try:
         text = line.decode("utf-8")
     except UnicodeDecodeError as err:
@@ -335,18 +336,27 @@ class UnreadableFile(ValueError):
                 "error": str(self)}
 
 
-def jsonl_lines(path: str, data: bytes | BinaryIO) -> Iterator[dict[str, Any]]:
+def jsonl_lines(path: str, data: bytes | BinaryIO, max_line_bytes: int | None = None) -> Iterator[dict[str, Any]]:
     """Every non-blank line of a JSONL file (gzipped or not), in order: its origin `path:line`, its bytes and the
     file's source name. The one way input files are split into rows, for every job. `data` is the file's bytes, or
     the file open for reading: it is then read a line at a time, so its size does not decide the memory taken.
-    Raises `UnreadableFile` after the last readable line of a broken gzip stream."""
+    A line longer than `max_line_bytes` is never held whole: its first `max_line_bytes + 1` bytes stand for it (the
+    row-size check rejects them) and the rest is skipped. Raises `UnreadableFile` after the last readable line of a
+    broken gzip stream."""
     stream = io.BytesIO(data) if isinstance(data, bytes) else data
     if path.endswith(".gz"):
         stream = gzip.open(stream)
+    elif not isinstance(stream, io.BufferedIOBase):
+        stream = io.BufferedReader(stream)  # an fsspec file reads a line whole, however long: this reads it in parts
     source = source_name(path)
+    limit = -1 if max_line_bytes is None else max_line_bytes + 1
     number = 0
     try:
-        for number, line in enumerate(stream, start=1):
+        while line := stream.readline(limit):
+            number += 1
+            if len(line) == limit and not line.endswith(b"\n"):
+                while (rest := stream.readline(_SKIP_BYTES)) and not rest.endswith(b"\n"):
+                    pass
             if line.strip():
                 yield {"origin": f"{path}:{number}", "raw": line.removesuffix(b"\n"), "source": source}
     except (EOFError, zlib.error, gzip.BadGzipFile) as err:
@@ -366,5 +376,6 @@ def parse_raw_row(row: dict[str, Any], max_row_bytes: int = MAX_ROW_BYTES) -> Qu
 def parse_jsonl_file(path: str, data: bytes, max_row_bytes: int = MAX_ROW_BYTES) -> list[dict[str, Any]]:
     """Every non-blank line of a JSONL file, in order, as an ingest row whose origin is `path:line`."""
     return [
-        parsed_row(line["origin"], parse_raw_row(line, max_row_bytes)) for line in jsonl_lines(path, data)
+        parsed_row(line["origin"], parse_raw_row(line, max_row_bytes))
+        for line in jsonl_lines(path, data, max_row_bytes)
     ]

@@ -3,6 +3,7 @@
 import gzip
 import json
 
+import fsspec
 import pytest
 
 from pipeline.loaders import (
@@ -162,6 +163,22 @@ def test_a_file_read_as_a_stream_splits_into_the_same_rows_as_its_bytes(tmp_path
     assert streamed == list(jsonl_lines(name, data))
     assert [(r["origin"], r["raw"]) for r in streamed] == [
         (f"{name}:1", b'{"a": 1}'), (f"{name}:3", b"{oops\r"), (f"{name}:4", b'{"b": 2}')]
+
+
+@pytest.mark.parametrize("name, compress", [("c.jsonl", lambda b: b), ("c.jsonl.gz", gzip.compress)])
+def test_a_line_over_the_limit_is_read_no_further_than_the_limit_and_rejected(tmp_path, name, compress):
+    """A corpus may hold one line of gigabytes (an export gone wrong): the reader keeps the limit's worth of it, the
+    row is `row_too_large`, and the lines after it are read as usual."""
+    huge = b'{"category": "chat", "prompt": "' + b"x" * 3_000_000 + b'"}'
+    data = compress(b'{"category": "chat", "prompt": "a"}\n' + huge + b'\n{"category": "chat", "prompt": "b"}\n')
+    (tmp_path / name).write_bytes(data)
+    with fsspec.open(str(tmp_path / name), "rb") as f:  # as the read tasks open it
+        lines = list(jsonl_lines(name, f, max_line_bytes=1024))
+
+    assert [r["origin"] for r in lines] == [f"{name}:1", f"{name}:2", f"{name}:3"]
+    assert len(lines[1]["raw"]) == 1025
+    assert [getattr(parse_raw_row(r, 1024), "reason", None) for r in lines] == [None, "row_too_large", None]
+    assert [r["reason"] for r in parse_jsonl_file(name, data, 1024)] == [None, "row_too_large", None]
 
 
 @pytest.mark.parametrize("damage", ["cut off", "corrupted"])
