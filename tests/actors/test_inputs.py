@@ -69,14 +69,15 @@ def test_a_line_over_the_limit_on_object_storage_is_read_no_further_than_the_lim
     """An object store's file reads a line whole when asked for one: the reader asks for the limit's worth instead."""
     fs = s3fs.S3FileSystem(**s3_server)
     with fs.open("distillery-test/inputs/huge/corpus.jsonl", "wb") as f:
-        f.write(b'{"id": "a", "prompt": "2 + 2?"}\n{"id": "huge", "prompt": "' + b"x" * 20_000_000 + b'"}\n'
-                b'{"id": "b", "prompt": "3 + 3?"}\n')
+        f.write(b'{"id": "a", "category": "chat", "prompt": "Say hello."}\n'
+                b'{"id": "huge", "category": "chat", "prompt": "' + b"x" * 20_000_000 + b'"}\n'
+                b'{"id": "b", "category": "chat", "prompt": "Say goodbye."}\n')
     path = "s3://distillery-test/inputs/huge/corpus.jsonl"
 
     raw = read_raw_rows([path], s3_server, max_row_bytes=1024).take_all()
     parsed = parsed_rows([path], s3_server, 1024).take_all()
 
-    assert sorted(len(r["raw"]) for r in raw) == [31, 31, 1025]
+    assert sorted(len(r["raw"]) for r in raw) == [55, 57, 1025]
     assert sorted((r["origin"].rsplit(":", 1)[1], r["reason"]) for r in parsed) == [
         ("1", None), ("2", "row_too_large"), ("3", None)]
 
