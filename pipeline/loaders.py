@@ -354,11 +354,12 @@ def jsonl_lines(path: str, data: bytes | BinaryIO, max_line_bytes: int | None = 
     try:
         while line := stream.readline(limit):
             number += 1
+            if line.strip():
+                yield {"origin": f"{path}:{number}", "raw": line.removesuffix(b"\n"), "source": source}
+            # Skipped after its row is out: a stream that breaks inside the long line still accounts for it.
             if len(line) == limit and not line.endswith(b"\n"):
                 while (rest := stream.readline(_SKIP_BYTES)) and not rest.endswith(b"\n"):
                     pass
-            if line.strip():
-                yield {"origin": f"{path}:{number}", "raw": line.removesuffix(b"\n"), "source": source}
     except (EOFError, zlib.error, gzip.BadGzipFile) as err:
         if not number:
             raise  # not gzip at all, or nothing readable: the file's own error says it best

@@ -2,6 +2,7 @@
 
 import gzip
 import json
+import random
 
 import fsspec
 import pytest
@@ -179,6 +180,17 @@ def test_a_line_over_the_limit_is_read_no_further_than_the_limit_and_rejected(tm
     assert len(lines[1]["raw"]) == 1025
     assert [getattr(parse_raw_row(r, 1024), "reason", None) for r in lines] == [None, "row_too_large", None]
     assert [r["reason"] for r in parse_jsonl_file(name, data, 1024)] == [None, "row_too_large", None]
+
+
+def test_a_gzip_stream_that_breaks_inside_an_over_long_line_still_reports_that_line():
+    huge = b'{"category": "chat", "prompt": "' + bytes(random.Random(0).randbytes(3_000_000).hex(), "ascii")
+    whole = gzip.compress(b'{"category": "chat", "prompt": "a"}\n' + huge + b'"}\n')
+    rows = []
+    with pytest.raises(UnreadableFile) as raised:
+        rows.extend(jsonl_lines("c.jsonl.gz", whole[: len(whole) // 2], max_line_bytes=1024))
+    assert [r["origin"] for r in rows] == ["c.jsonl.gz:1", "c.jsonl.gz:2"]
+    assert getattr(parse_raw_row(rows[1], 1024), "reason", None) == "row_too_large"
+    assert raised.value.line == 2
 
 
 @pytest.mark.parametrize("damage", ["cut off", "corrupted"])
